@@ -1,0 +1,68 @@
+"""Env-stepping throughput of the ManiSkill adapter (no policy, no training loop).
+
+For each task x num_envs x render request: build the env, warm up (the first frame a process
+renders is slow under lavapipe: SAPIEN builds its BRDF lookup table), then time random-action
+steps and print env steps per second (steps x num_envs / seconds).
+
+    python benchmarks/maniskill_throughput.py                       # PickCube/PushCube, 1 and 2 envs
+    python benchmarks/maniskill_throughput.py --num-envs 4 --steps 500 --sim-backend cpu
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from embodireward.config import parse_dataclass
+from embodireward.envs.maniskill import ManiSkillConfig, ManiSkillVecEnv
+
+
+def measure(env_id: str, num_envs: int, render: str, steps: int, size: int, sim_backend: str) -> dict:
+    cfg = parse_dataclass(ManiSkillConfig, {
+        "env_id": env_id, "num_envs": num_envs, "sim_backend": sim_backend,
+        "camera": {"key": "base_camera", "width": size, "height": size},
+    })
+    start = time.perf_counter()
+    env = ManiSkillVecEnv(cfg, torch.device("cpu"), seed=0)
+    build = time.perf_counter() - start
+    try:
+        env.reset()
+        start = time.perf_counter()
+        env.step(torch.zeros(num_envs, env.action_dim), render="every_step" if render != "never" else "never")
+        warmup = time.perf_counter() - start
+        frames = 0
+        start = time.perf_counter()
+        for _ in range(steps):
+            actions = torch.rand(num_envs, env.action_dim) * 2 - 1
+            info = env.step(actions, render=render)[-1]
+            frames += len(info["frames"]) if "frames" in info else 0
+        seconds = time.perf_counter() - start
+    finally:
+        env.close()
+    return {"env_id": env_id, "num_envs": num_envs, "backend": env.describe()["sim_backend"], "render": render,
+            "build_s": build, "warmup_s": warmup, "sps": steps * num_envs / seconds, "frames": frames}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env-ids", nargs="+", default=["PickCube-v1", "PushCube-v1"])
+    parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--renders", nargs="+", default=["never", "episode_end"], choices=["never", "episode_end", "every_step"])
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per configuration (episodes are 50 steps)")
+    parser.add_argument("--size", type=int, default=128, help="camera width and height")
+    parser.add_argument("--sim-backend", default="auto", choices=["auto", "gpu", "cpu"])
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    print(f"{'env':<13} {'envs':>4} {'backend':<7} {'render':<11} {'build s':>7} {'warmup s':>8} {'frames':>6} {'env steps/s':>11}", flush=True)
+    for env_id in args.env_ids:
+        for num_envs in args.num_envs:
+            for render in args.renders:
+                r = measure(env_id, num_envs, render, args.steps, args.size, args.sim_backend)
+                print(f"{r['env_id']:<13} {r['num_envs']:>4} {r['backend']:<7} {r['render']:<11} {r['build_s']:>7.1f} "
+                      f"{r['warmup_s']:>8.1f} {r['frames']:>6} {r['sps']:>11.1f}", flush=True)
+
+
+if __name__ == "__main__":  # needed: CPU workers start through multiprocessing's forkserver
+    main()

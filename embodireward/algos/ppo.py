@@ -1,0 +1,172 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), clipped-surrogate variant.
+
+The update follows CleanRL's ``ppo_continuous_action.py`` line by line: GAE advantages, per-minibatch
+advantage normalisation, clipped policy loss, optionally clipped value loss, entropy bonus, global
+gradient-norm clipping and a ``target_kl`` early stop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Literal, Optional
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from embodireward.algos.base import Algorithm, StepFn
+from embodireward.algos.gae import compute_gae
+from embodireward.algos.rollout_buffer import RolloutBuffer
+from embodireward.config import ConfigError
+from embodireward.envs.base import Obs
+from embodireward.policies.base import Policy
+from embodireward.registry import register_algo
+from embodireward.utils.distributed import all_reduce_mean
+from embodireward.utils.obs import obs_index
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = 3e-4
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    clip_value_loss: bool = False
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    target_kl: Optional[float] = None
+    normalize_advantages: bool = True
+    adam_eps: float = 1e-5
+
+    def validate(self, path: str) -> None:
+        for key in ("learning_rate", "num_epochs", "num_minibatches", "clip_coef", "max_grad_norm"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{path}.{key}", f"must be > 0, got {getattr(self, key)}")
+        for key in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{path}.{key}", f"must be in [0, 1], got {getattr(self, key)}")
+
+
+@register_algo("ppo")
+class PPO(Algorithm):
+    """PPO with GAE, clipped surrogate, value clipping, entropy bonus and target-KL early stop."""
+
+    Config = PPOConfig
+
+    def __init__(self, cfg: PPOConfig, policy: Policy, device: torch.device):
+        self.cfg = cfg
+        self.policy = policy
+        self.train_module: nn.Module = policy  # replaced by a DistributedDataParallel wrapper when distributed
+        self.device = device
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+        self.buffer: Optional[RolloutBuffer] = None
+        self.generator = torch.Generator()
+
+    def initialize_buffer(self, num_steps: int, num_envs: int, obs_space: gym.Space, action_space: gym.spaces.Box) -> None:
+        batch_size = num_steps * num_envs
+        if batch_size < self.cfg.num_minibatches:
+            raise ConfigError("algorithm.cfg.num_minibatches", f"{self.cfg.num_minibatches} exceeds the rollout batch of {batch_size} transitions")
+        self.buffer = RolloutBuffer(num_steps, num_envs, obs_space, int(action_space.shape[0]), self.device)
+
+    # -- data collection ----------------------------------------------------------------------
+    @torch.no_grad()
+    def collect_rollout(self, obs: Obs, num_steps: int, step_env: StepFn) -> Obs:
+        self.buffer.clear()
+        for _ in range(num_steps):
+            actions, log_probs, values = self.policy.get_action(obs)
+            next_obs, rewards, terminated, truncated, info = step_env(actions)
+            # A time-limit cut is not a real end: bootstrap from the value of the true final obs.
+            bootstrap_values = torch.zeros_like(rewards)
+            cut = truncated & ~terminated
+            if cut.any():
+                bootstrap_values[cut] = self.policy.get_value(obs_index(info["final_obs"], cut))
+            self.buffer.add(obs, actions, log_probs, values, rewards, terminated, terminated | truncated, bootstrap_values)
+            obs = next_obs
+        last_values = self.policy.get_value(obs)
+        b = self.buffer
+        b.advantages, b.returns = compute_gae(
+            b.rewards, b.values, last_values, b.bootstrap_values, b.terminated, b.dones, self.cfg.gamma, self.cfg.gae_lambda
+        )
+        return obs
+
+    # -- policy update ------------------------------------------------------------------------
+    def learning_rate(self, progress: float) -> float:
+        if self.cfg.lr_schedule == "linear":
+            return self.cfg.learning_rate * max(1.0 - progress, 0.0)
+        return self.cfg.learning_rate
+
+    def update(self, progress: float) -> Dict[str, float]:
+        cfg = self.cfg
+        lr = self.learning_rate(progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+        num_updates = 0
+        stopped_early = False
+        for _ in range(cfg.num_epochs):
+            for batch in self.buffer.minibatches(cfg.num_minibatches, self.generator):
+                # forward() of the (possibly DDP-wrapped) module, so gradients are synchronised
+                new_log_probs, entropy, new_values = self.train_module(batch["obs"], batch["actions"])
+                log_ratio = new_log_probs - batch["log_probs"]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator (Schulman's blog)
+                    clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+
+                advantages = batch["advantages"]
+                if cfg.normalize_advantages:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+                policy_loss = torch.max(
+                    -advantages * ratio,
+                    -advantages * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef),
+                ).mean()
+
+                if cfg.clip_value_loss:
+                    values_clipped = batch["values"] + torch.clamp(new_values - batch["values"], -cfg.clip_coef, cfg.clip_coef)
+                    value_loss = 0.5 * torch.max((new_values - batch["returns"]) ** 2, (values_clipped - batch["returns"]) ** 2).mean()
+                else:
+                    value_loss = 0.5 * ((new_values - batch["returns"]) ** 2).mean()
+
+                entropy_mean = entropy.mean()
+                loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+
+                num_updates += 1
+                for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy_mean),
+                                   ("approx_kl", approx_kl), ("clip_fraction", clip_fraction)):
+                    totals[key] += value.item()
+                # every rank must stop at the same minibatch, so decide on the rank-averaged KL
+                if cfg.target_kl is not None and all_reduce_mean(approx_kl.detach().clone()).item() > cfg.target_kl:
+                    stopped_early = True
+                    break
+            if stopped_early:
+                break
+
+        values, returns = self.buffer.values.flatten(), self.buffer.returns.flatten()
+        var_returns = returns.var()
+        explained_variance = float("nan") if var_returns == 0 else (1 - (returns - values).var() / var_returns).item()
+        # Fold this rollout into the observation statistics only now, so that the rollout and the
+        # update used identical normalisation (the first PPO ratio is exactly 1).
+        self.policy.update_normalizer(self.buffer.observations())
+
+        metrics = {key: value / max(num_updates, 1) for key, value in totals.items()}
+        metrics.update(learning_rate=lr, explained_variance=explained_variance, num_minibatch_updates=float(num_updates),
+                       log_std=self.policy.log_std.mean().item() if hasattr(self.policy, "log_std") else float("nan"))
+        return metrics
+
+    # -- checkpointing ------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,106 @@
+"""Build env, policy, algorithm and callbacks from a parsed config through the registries.
+
+Every lookup or ``cfg`` parse error becomes a :class:`ConfigError` naming the JSON path, so
+``validate_config`` can reject a bad file before any work starts.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from embodireward.config import ConfigError, EnvSection, TrainConfig, parse_dataclass, to_dict
+from embodireward.registry import (ALGOS, CALLBACKS, ENVS, POLICIES, PluginError, Registry, RegistryError,
+                                   load_builtin_components, load_entry_point_plugins, load_plugin)
+from embodireward.utils.distributed import local_rank
+
+
+def load_plugins(config: TrainConfig, base_dir: Optional[Path] = None) -> None:
+    """Built-in components, installed entry-point plugins, then the config's ``plugins`` list."""
+    load_builtin_components()
+    try:
+        load_entry_point_plugins()
+    except PluginError as exc:
+        raise ConfigError("plugins", str(exc)) from None
+    for i, spec in enumerate(config.plugins):
+        try:
+            load_plugin(spec, base_dir)
+        except PluginError as exc:
+            raise ConfigError(f"plugins[{i}]", str(exc)) from None
+
+
+def lookup(registry: Registry, name: str, path: str) -> type:
+    try:
+        return registry.get(name)
+    except RegistryError as exc:
+        raise ConfigError(path, str(exc)) from None
+
+
+def parse_component_cfg(cls: type, cfg: Dict[str, Any], path: str) -> Any:
+    """A component's ``cfg`` block as its ``Config`` dataclass (or the plain dict if it has none)."""
+    config_cls = getattr(cls, "Config", None)
+    return parse_dataclass(config_cls, cfg, path) if config_cls is not None else dict(cfg)
+
+
+def eval_env_cfg(section: EnvSection, eval_episodes: int) -> Dict[str, Any]:
+    """Train env cfg with the ``eval_env`` overrides; one env per eval episode unless set."""
+    cfg = copy.deepcopy(section.cfg)
+    overrides = section.eval_env or {}
+    if "num_envs" in cfg and "num_envs" not in overrides:
+        cfg["num_envs"] = eval_episodes
+    cfg.update(overrides)
+    return cfg
+
+
+def validate_config(config: TrainConfig, base_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """Load plugins and check every component name and ``cfg`` block; return the resolved config dict."""
+    load_plugins(config, base_dir)
+    resolved = to_dict(config)
+    env_cls = lookup(ENVS, config.env.id, "env.id")
+    resolved["env"]["cfg"] = to_dict(parse_component_cfg(env_cls, config.env.cfg, "env.cfg"))
+    if config.runtime.eval_freq > 0:
+        parse_component_cfg(env_cls, eval_env_cfg(config.env, config.runtime.eval_episodes), "env.eval_env")
+    policy_cls = lookup(POLICIES, config.policy.name, "policy.name")
+    resolved["policy"]["cfg"] = to_dict(parse_component_cfg(policy_cls, config.policy.cfg, "policy.cfg"))
+    algo_cls = lookup(ALGOS, config.algorithm.name, "algorithm.name")
+    resolved["algorithm"]["cfg"] = to_dict(parse_component_cfg(algo_cls, config.algorithm.cfg, "algorithm.cfg"))
+    for i, section in enumerate(config.callbacks):
+        callback_cls = lookup(CALLBACKS, section.name, f"callbacks[{i}].name")
+        resolved["callbacks"][i]["cfg"] = to_dict(parse_component_cfg(callback_cls, section.cfg, f"callbacks[{i}].cfg"))
+    return resolved
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("runtime.device", f"'{spec}' requested but CUDA is not available on this machine (use 'auto' or 'cpu')")
+    return torch.device(spec)
+
+
+def build_env(config: TrainConfig, device: torch.device, seed: int, for_eval: bool = False):
+    env_cls = ENVS.get(config.env.id)
+    if for_eval:
+        cfg = parse_component_cfg(env_cls, eval_env_cfg(config.env, config.runtime.eval_episodes), "env.eval_env")
+    else:
+        cfg = parse_component_cfg(env_cls, config.env.cfg, "env.cfg")
+    return env_cls(cfg, device, seed)
+
+
+def build_policy(config: TrainConfig, obs_space, action_space, device: torch.device):
+    return POLICIES.get(config.policy.name)(config.policy, obs_space, action_space).to(device)
+
+
+def build_algo(config: TrainConfig, policy, device: torch.device):
+    algo_cls = ALGOS.get(config.algorithm.name)
+    return algo_cls(parse_component_cfg(algo_cls, config.algorithm.cfg, "algorithm.cfg"), policy, device)
+
+
+def build_callbacks(config: TrainConfig, trainer) -> List[Any]:
+    callbacks = []
+    for i, section in enumerate(config.callbacks):
+        callback_cls = CALLBACKS.get(section.name)
+        callbacks.append(callback_cls(parse_component_cfg(callback_cls, section.cfg, f"callbacks[{i}].cfg"), trainer))
+    return callbacks

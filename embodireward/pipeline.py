@@ -1,0 +1,169 @@
+"""One config, three stages: warm-up PPO + data collection -> reward-model training -> learned-reward PPO.
+
+A pipeline config has a ``pipeline`` section, a ``base`` training config shared by both PPO stages,
+and one block per stage::
+
+    {"pipeline": {"exp_name": "push_cube_2d_pipeline", "output_dir": "outputs"},
+     "base": {<training config: runtime, env, policy, algorithm>},
+     "warmup": {<overrides of base, e.g. runtime.iterations and the collection callback>},
+     "reward_model": {<reward-model training config, without data_path/output_dir>},
+     "learned_reward": {<overrides of base, e.g. the reward section>}}
+
+Everything lives under ``<output_dir>/<exp_name>/``: ``reward_data/``, ``1_warmup/``,
+``2_reward_model/``, ``3_learned_reward/`` and ``pipeline_summary.json``. Paths are chained
+automatically: the collection callback writes into ``reward_data/``, the reward model trains on it,
+and the learned-reward stage starts from the warm-up's final checkpoint (``init_from``) with the
+reward model's ``best_model``. A finished stage (``stage_done.json``) is skipped on re-run; an
+interrupted PPO stage resumes from its latest checkpoint; ``--force`` re-runs every stage, moving
+earlier outputs aside instead of deleting them.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from embodireward import builder
+from embodireward.config import ConfigError, parse_dataclass, parse_train_config
+from embodireward.utils.io import atomic_write_json
+
+STAGES = ("warmup", "reward_model", "learned_reward")
+STAGE_DIRS = {"warmup": "1_warmup", "reward_model": "2_reward_model", "learned_reward": "3_learned_reward"}
+DONE_MARKER = "stage_done.json"
+
+
+@dataclass
+class PipelineSection:
+    exp_name: str = "pipeline"
+    output_dir: str = "outputs"
+
+
+def deep_merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    """``override`` wins; nested objects merge key by key, lists are replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class Pipeline:
+    """Resolves the three stage configs with chained paths and runs them in order."""
+
+    def __init__(self, data: Dict[str, Any], base_dir: Optional[Path] = None):
+        unknown = set(data) - {"pipeline", "base", *STAGES}
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], f"unknown pipeline section (expected: pipeline, base, {', '.join(STAGES)})")
+        for stage in STAGES:
+            if not isinstance(data.get(stage), dict):
+                raise ConfigError(stage, "missing pipeline stage (an object)")
+        self.section = parse_dataclass(PipelineSection, data["pipeline"], "pipeline")
+        self.base_dir = base_dir
+        self.root = Path(self.section.output_dir) / self.section.exp_name
+        self.data_dir = self.root / "reward_data"
+        self.stage_dir = {stage: self.root / name for stage, name in STAGE_DIRS.items()}
+        base = data.get("base", {})
+        self.warmup = self._train_stage(base, data["warmup"], "warmup")
+        self.reward_model = self._reward_stage(data["reward_model"])
+        self.learned_reward = self._train_stage(base, data["learned_reward"], "learned_reward")
+
+    # -- resolving stage configs ----------------------------------------------------------------
+    def _train_stage(self, base: Dict[str, Any], override: Dict[str, Any], stage: str) -> Dict[str, Any]:
+        config = deep_merge(base, override)
+        runtime = config.setdefault("runtime", {})
+        runtime["run_dir"] = str(self.stage_dir[stage])
+        runtime.setdefault("exp_name", f"{self.section.exp_name}_{stage}")
+        if stage == "warmup":
+            collectors = [cb for cb in config.get("callbacks", []) if cb.get("name") == "reward_data_collection"]
+            if not collectors:
+                raise ConfigError("warmup.callbacks", "the warm-up stage needs a 'reward_data_collection' callback to produce reward-model data")
+            for callback in collectors:
+                callback.setdefault("cfg", {})["data_dir"] = str(self.data_dir)
+        else:
+            runtime["init_from"] = str(self.stage_dir["warmup"] / "checkpoints" / "latest.pt")
+            reward = config.setdefault("reward", {})
+            reward["use_reward_model"] = True
+            reward["checkpoint_path"] = str(self.stage_dir["reward_model"] / "best_model.safetensors")
+        return config
+
+    def _reward_stage(self, block: Dict[str, Any]) -> Dict[str, Any]:
+        return {**block, "data_path": str(self.data_dir), "output_dir": str(self.stage_dir["reward_model"])}
+
+    def validate(self) -> None:
+        """Check all three stage configs before anything runs (errors name the stage)."""
+        from embodireward.rewards.training import RewardTrainConfig
+
+        for stage, config in (("warmup", self.warmup), ("learned_reward", self.learned_reward)):
+            try:
+                builder.validate_config(parse_train_config(config), self.base_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"{stage}.{exc.path}" if exc.path else stage, exc.message) from None
+        try:
+            parse_dataclass(RewardTrainConfig, self.reward_model, "reward_model")
+        except ConfigError as exc:
+            raise ConfigError(exc.path, exc.message) from None
+
+    # -- running --------------------------------------------------------------------------------
+    def is_done(self, stage: str) -> bool:
+        return (self.stage_dir[stage] / DONE_MARKER).is_file()
+
+    def _move_aside(self, path: Path) -> None:
+        if path.exists():
+            stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+            path.rename(path.with_name(f"{path.name}.replaced_{stamp}"))
+
+    def run(self, force: bool = False) -> Dict[str, Any]:
+        self.validate()
+        if force:
+            for path in (self.data_dir, *self.stage_dir.values()):
+                self._move_aside(path)
+        summary: Dict[str, Any] = {"root": str(self.root), "stages": {}}
+        summary_path = self.root / "pipeline_summary.json"
+        if summary_path.is_file():
+            summary["stages"].update(json.loads(summary_path.read_text()).get("stages", {}))
+        for number, stage in enumerate(STAGES, start=1):
+            if self.is_done(stage):
+                print(f"[pipeline] stage {number}/3 '{stage}' already finished in {self.stage_dir[stage]}; skipping (use --force to re-run)")
+                continue
+            print(f"[pipeline] stage {number}/3 '{stage}' -> {self.stage_dir[stage]}")
+            start = time.perf_counter()
+            metrics = self._run_stage(stage)
+            record = {"seconds": round(time.perf_counter() - start, 1), "metrics": metrics}
+            atomic_write_json(self.stage_dir[stage] / DONE_MARKER, record)
+            summary["stages"][stage] = record
+            atomic_write_json(summary_path, summary)
+        total = sum(stage["seconds"] for stage in summary["stages"].values())
+        print(f"[pipeline] done in {total:.0f} s of stage time; summary: {summary_path}")
+        return summary
+
+    def _run_stage(self, stage: str) -> Dict[str, Any]:
+        if stage == "reward_model":
+            from embodireward.rewards.training import RewardTrainConfig, train_reward_model
+
+            result = train_reward_model(parse_dataclass(RewardTrainConfig, self.reward_model, "reward_model"))
+            return {**result["best"], "recommended_threshold": result["recommended_threshold"]}
+        config = self.warmup if stage == "warmup" else self.learned_reward
+        if (self.stage_dir[stage] / "checkpoints" / "latest.pt").is_file():
+            # interrupted earlier: continue that run instead of starting over
+            config = deep_merge(config, {"runtime": {"resume": str(self.stage_dir[stage]), "init_from": None}})
+        return run_training_stage(config, self.base_dir)
+
+
+def run_training_stage(config_data: Dict[str, Any], base_dir: Optional[Path]) -> Dict[str, float]:
+    from embodireward.trainer.trainer import Trainer
+
+    config = parse_train_config(config_data)
+    trainer = Trainer(config, builder.validate_config(config, base_dir))
+    metrics = trainer.train()
+    return {key: value for key, value in metrics.items() if key.startswith(("eval/", "episode/", "reward_model/"))}
+
+
+def run_pipeline(data: Dict[str, Any], config_path: Optional[Path] = None, force: bool = False) -> Dict[str, Any]:
+    base_dir = config_path.resolve().parent if config_path else None
+    return Pipeline(data, base_dir).run(force=force)

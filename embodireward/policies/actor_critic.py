@@ -1,0 +1,85 @@
+"""Gaussian actor-critic with a state-independent learnable log-std."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from embodireward.config import NetworkConfig, PolicySection, parse_dataclass
+from embodireward.envs.base import Obs
+from embodireward.policies.base import Policy
+from embodireward.policies.networks import build_encoder, orthogonal_init
+from embodireward.policies.normalizer import RunningMeanStd
+from embodireward.registry import register_policy
+
+
+@dataclass
+class ActorCriticConfig:
+    init_log_std: float = -0.5
+    normalize_obs: bool = False
+    normalize_key: str = "state"  # which dict entry is normalised when observations are dicts
+
+
+@register_policy("actor_critic")
+class ActorCritic(Policy):
+    """Gaussian actor-critic: separate actor/critic networks from JSON blocks, learnable log-std."""
+
+    Config = ActorCriticConfig
+
+    def __init__(self, section: PolicySection, obs_space: gym.Space, action_space: gym.spaces.Box):
+        super().__init__()
+        self.cfg = parse_dataclass(ActorCriticConfig, section.cfg, "policy.cfg")
+        actor_block = section.actor or NetworkConfig()
+        critic_block = section.critic or NetworkConfig()
+        action_dim = int(np.prod(action_space.shape))
+
+        self.normalizer = None
+        if self.cfg.normalize_obs:
+            space = obs_space[self.cfg.normalize_key] if isinstance(obs_space, gym.spaces.Dict) else obs_space
+            self.normalizer = RunningMeanStd(int(np.prod(space.shape)))
+
+        self.actor_encoder = build_encoder(actor_block, obs_space)
+        self.actor_mean = orthogonal_init(nn.Linear(self.actor_encoder.out_dim, action_dim), gain=0.01)
+        self.critic_encoder = build_encoder(critic_block, obs_space)
+        self.critic_head = orthogonal_init(nn.Linear(self.critic_encoder.out_dim, 1), gain=1.0)
+        self.log_std = nn.Parameter(torch.full((action_dim,), self.cfg.init_log_std))
+
+    # -- observation normalisation ------------------------------------------------------------
+    def _normalize(self, obs: Obs) -> Obs:
+        if self.normalizer is None:
+            return obs
+        if isinstance(obs, dict):
+            key = self.cfg.normalize_key
+            return {**obs, key: self.normalizer(obs[key])}
+        return self.normalizer(obs)
+
+    def update_normalizer(self, obs: Obs) -> None:
+        if self.normalizer is not None:
+            self.normalizer.update(obs[self.cfg.normalize_key] if isinstance(obs, dict) else obs)
+
+    # -- Policy interface ---------------------------------------------------------------------
+    def _distribution(self, obs: Obs) -> Normal:
+        mean = self.actor_mean(self.actor_encoder(obs))
+        return Normal(mean, self.log_std.exp().expand_as(mean))
+
+    def _value(self, obs: Obs) -> torch.Tensor:
+        return self.critic_head(self.critic_encoder(obs)).squeeze(-1)
+
+    def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        obs = self._normalize(obs)
+        dist = self._distribution(obs)
+        action = dist.mean if deterministic else dist.sample()
+        return action, dist.log_prob(action).sum(-1), self._value(obs)
+
+    def get_value(self, obs: Obs) -> torch.Tensor:
+        return self._value(self._normalize(obs))
+
+    def evaluate_actions(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        obs = self._normalize(obs)
+        dist = self._distribution(obs)
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1), self._value(obs)

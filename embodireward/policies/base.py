@@ -1,0 +1,36 @@
+"""The interface every policy implements (EmbodiChain's ``Policy``)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from embodireward.envs.base import Obs
+
+
+class Policy(nn.Module, ABC):
+    """Base class of registered policies, built as ``cls(section, obs_space, action_space)``.
+
+    ``section`` is the parsed ``policy`` JSON block (``embodireward.config.PolicySection``).
+    """
+
+    @abstractmethod
+    def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns ``(action, log_prob, value)``, each with leading dimension ``B``."""
+
+    @abstractmethod
+    def get_value(self, obs: Obs) -> torch.Tensor:
+        """Returns the value estimate ``[B]``."""
+
+    @abstractmethod
+    def evaluate_actions(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns ``(log_prob, entropy, value)`` of given actions, each ``[B]``."""
+
+    def update_normalizer(self, obs: Obs) -> None:
+        """Feed a batch of observations to running statistics, if the policy keeps any."""
+
+    def forward(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Losses go through forward() so a DistributedDataParallel wrapper syncs gradients.
+        return self.evaluate_actions(obs, actions)

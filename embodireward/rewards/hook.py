@@ -1,0 +1,136 @@
+"""Learned reward in the RL loop: rendered frames -> reward-model P(success) -> training reward.
+
+``terminal`` mode (RLinf's recommendation) scores only the terminal frame of episodes that ended
+this step, so intermediate states cannot be reward-hacked and steps where no episode ended cost
+no inference; ``per_step`` scores every env's frame every step.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import imageio.v3 as iio
+import torch
+
+from embodireward.config import ConfigError, RewardSection
+from embodireward.envs.base import Frames, RenderRequest, VecEnv
+from embodireward.rewards.base import BaseRewardModel, BaseVideoRewardModel
+from embodireward.rewards.checkpoint import load_reward_model
+from embodireward.rewards.manager import RewardManager
+
+
+def build_reward_hook(section: RewardSection, env: VecEnv, device: Union[str, torch.device]) -> Optional["RewardHook"]:
+    """The hook for ``section``, or None when ``use_reward_model`` is false."""
+    if not section.use_reward_model:
+        return None
+    env_desc = env.describe()
+    model = load_reward_model(section.checkpoint_path, device=device, expected_env=env_desc)
+    return RewardHook(section, model, env_desc, device)
+
+
+class RewardHook:
+    """Turns reward-model probabilities on rendered frames into the reward the algorithm trains on."""
+
+    def __init__(self, section: RewardSection, model: BaseRewardModel, env_desc: Dict[str, Any], device: Union[str, torch.device] = "cpu"):
+        sidecar = model.sidecar
+        name = sidecar.get("name", getattr(model, "registry_name", section.name))
+        if name != section.name:
+            raise ConfigError("reward.name", f"checkpoint '{section.checkpoint_path}' holds a '{name}' model, config says '{section.name}'")
+        if isinstance(model, BaseVideoRewardModel):
+            raise ConfigError("reward.name", f"'{name}' scores clips; the reward hook scores single frames (use an image reward model)")
+        cameras = list(env_desc.get("camera_keys", []))
+        missing = [key for key in model.cfg.camera_keys if key not in cameras]
+        if missing:
+            raise ConfigError("reward.checkpoint_path", f"the model reads camera(s) {missing} that env '{env_desc.get('env_id')}' lacks (cameras: {cameras})")
+        data_render = sidecar.get("manifest", {}).get("render")
+        if section.reward_mode == "per_step" and data_render == "episode_end":
+            raise ConfigError("reward.reward_mode", "'per_step' scores every frame but the model was trained on terminal frames only (data render 'episode_end'); use 'terminal' or collect with render 'every_step'")
+
+        self.section = section
+        self.model = model
+        recommended = sidecar.get("recommended_threshold")
+        self.threshold = section.threshold if section.threshold is not None else (recommended if recommended is not None else 0.5)
+        self.manager = RewardManager(section.batch_size, device)
+        self.manager.register_model(section.name, model)
+        self.debug_dir = Path(section.debug_save_dir) if section.debug_save_dir else None
+        self._debug_saved = 0
+        self._reset_metrics()
+
+    def frame_request(self) -> RenderRequest:
+        return "episode_end" if self.section.reward_mode == "terminal" else "every_step"
+
+    def compute(self, env_reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
+                frames: Optional[Frames], success: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Training reward ``[N]`` for one step (see the module docstring for which envs are scored)."""
+        s = self.section
+        if s.reward_mode == "terminal":
+            env_ids = (terminated | truncated).nonzero().flatten()
+        else:
+            env_ids = torch.arange(env_reward.shape[0], device=env_reward.device)
+        model_reward = torch.zeros(env_reward.shape, dtype=torch.float32, device=env_reward.device)
+        if env_ids.numel():
+            if frames is None:
+                raise RuntimeError(f"the reward hook needs '{self.frame_request()}' frames but the step has none; pass hook.frame_request() to env.step")
+            images = frames.select(env_ids).images
+            start = time.perf_counter()
+            probs = self.manager.compute_rewards(images).to(env_reward.device)
+            self._seconds += time.perf_counter() - start
+            model_reward[env_ids] = self.model.scale_reward(probs, self.threshold, s.use_soft_reward, s.success_reward, s.fail_reward)
+            self._record(probs, None if success is None else success[env_ids].to(probs.device).bool())
+            if self.debug_dir is not None and self._debug_saved < s.debug_save_max:
+                self._debug_save(images[self.model.cfg.camera_keys[0]], probs)
+        return self._combine(env_reward.float(), model_reward)
+
+    def _combine(self, env_reward: torch.Tensor, model_reward: torch.Tensor) -> torch.Tensor:
+        s = self.section
+        if s.combine_mode == "replace":
+            return model_reward
+        if s.combine_mode == "add":
+            return env_reward + s.reward_weight * model_reward
+        return s.reward_weight * model_reward + s.env_reward_weight * env_reward
+
+    def _debug_save(self, images: torch.Tensor, probs: torch.Tensor) -> None:
+        predicted = probs >= self.threshold
+        for image, prob, is_success in zip(images.cpu(), probs.tolist(), predicted.tolist()):
+            if self._debug_saved >= self.section.debug_save_max:
+                return
+            path = self.debug_dir / ("success" if is_success else "fail") / f"{self._debug_saved:06d}_prob{prob:.4f}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            iio.imwrite(path, image.numpy())
+            self._debug_saved += 1
+
+    # ------------------------------------------------------------------ agreement with true success
+
+    def _record(self, probs: torch.Tensor, success: Optional[torch.Tensor]) -> None:
+        predicted = probs >= self.threshold
+        self._calls += 1
+        self._images += int(probs.numel())
+        self._prob_sum += float(probs.sum())
+        self._predicted += int(predicted.sum())
+        if success is not None:
+            self._tp += int((predicted & success).sum())
+            self._fp += int((predicted & ~success).sum())
+            self._tn += int((~predicted & ~success).sum())
+            self._fn += int((~predicted & success).sum())
+
+    def _reset_metrics(self) -> None:
+        self._calls = self._images = self._predicted = 0
+        self._tp = self._fp = self._tn = self._fn = 0
+        self._prob_sum = self._seconds = 0.0
+
+    def metrics(self) -> Dict[str, float]:
+        """Scores since the last call (then reset), compared with the env's true success.
+
+        Ratios whose denominator is zero (e.g. no predicted successes for precision) are left out.
+        """
+        m: Dict[str, float] = {"reward_model/calls": self._calls, "reward_model/images": self._images, "reward_model/seconds": self._seconds}
+        if self._images:
+            m["reward_model/mean_prob"] = self._prob_sum / self._images
+            m["reward_model/predicted_success_rate"] = self._predicted / self._images
+        tp, fp, tn, fn = self._tp, self._fp, self._tn, self._fn
+        for key, num, den in (("precision", tp, tp + fp), ("recall", tp, tp + fn), ("agreement", tp + tn, tp + fp + tn + fn), ("false_positive_rate", fp, fp + tn)):
+            if den:
+                m[f"reward_model/{key}"] = num / den
+        self._reset_metrics()
+        return m

@@ -1,0 +1,52 @@
+"""Named reward models behind one batched inference call."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Union
+
+import torch
+
+from embodireward.registry import REWARD_MODELS
+from embodireward.rewards.base import BaseRewardModel, Images
+
+
+class RewardManager:
+    """Holds loaded reward models by name and runs them in no-grad chunks of ``batch_size``."""
+
+    def __init__(self, batch_size: int = 256, device: Union[str, torch.device] = "cpu"):
+        if batch_size < 1:
+            raise ValueError(f"reward batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.models: Dict[str, BaseRewardModel] = {}
+
+    def register_model(self, name: str, model: BaseRewardModel) -> None:
+        self.models[name] = model.to(self.device).eval()
+
+    def get_available_models(self) -> List[str]:
+        """Registered model types plus the names of loaded instances."""
+        return sorted(set(REWARD_MODELS.names()) | set(self.models))
+
+    def get_model(self, name: Optional[str] = None) -> BaseRewardModel:
+        if name is None and len(self.models) == 1:
+            return next(iter(self.models.values()))
+        if name not in self.models:
+            loaded = ", ".join(sorted(self.models)) or "none"
+            raise KeyError(f"no reward model {name!r} loaded (loaded: {loaded})" if name else f"name a reward model (loaded: {loaded})")
+        return self.models[name]
+
+    @torch.no_grad()
+    def compute_rewards(self, images: Images, name: Optional[str] = None) -> torch.Tensor:
+        """P(success) float ``[B]`` on the manager's device; ``images`` as the model's ``compute_reward`` takes them."""
+        model = self.get_model(name)
+        size = next(iter(images.values())).shape[0] if isinstance(images, dict) else images.shape[0]
+        chunks = []
+        for start in range(0, size, self.batch_size):
+            chunk = {k: v[start:start + self.batch_size] for k, v in images.items()} if isinstance(images, dict) else images[start:start + self.batch_size]
+            chunks.append(model.compute_reward(chunk).reshape(-1))
+        return torch.cat(chunks) if chunks else torch.zeros(0, device=self.device)
+
+    def to_device(self, device: Union[str, torch.device]) -> "RewardManager":
+        self.device = torch.device(device)
+        for model in self.models.values():
+            model.to(self.device)
+        return self

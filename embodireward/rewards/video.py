@@ -1,0 +1,56 @@
+"""Multi-frame success classifier: a shared ResNet encoder over ``k`` sampled frames, pooled over time.
+
+Each camera's frames are encoded independently (the same encoder for all frames of that camera),
+pooled over time (mean, or a GRU whose last state sees the frame order), concatenated across
+cameras and classified by the same head as ``resnet_reward``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Literal
+
+import torch
+from torch import nn
+
+from embodireward.config import ConfigError
+from embodireward.registry import register_reward_model
+from embodireward.rewards.base import BaseVideoRewardModel
+from embodireward.rewards.resnet import ENCODER_DIM, CameraEncoders, ResNetRewardConfig, build_head
+
+
+@dataclass
+class VideoRewardConfig(ResNetRewardConfig):
+    num_frames: int = 4  # k frames per sample; training windows are the k frames ending at a labelled frame
+    frame_strategy: Literal["uniform", "last", "first_last", "random"] = "last"  # how k frames are picked from a longer clip
+    temporal_pooling: Literal["mean", "gru"] = "gru"
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        if self.num_frames < 1:
+            raise ConfigError(f"{path}.num_frames" if path else "num_frames", f"must be >= 1, got {self.num_frames}")
+
+
+@register_reward_model("video_reward")
+class VideoRewardModel(BaseVideoRewardModel):
+    """Multi-frame ResNet classifier over clips of k frames with mean or GRU temporal pooling."""
+
+    Config = VideoRewardConfig
+
+    def __init__(self, cfg: VideoRewardConfig):
+        super().__init__(cfg)
+        self.encoders = CameraEncoders(cfg)
+        self.temporal = nn.GRU(ENCODER_DIM, ENCODER_DIM, batch_first=True) if cfg.temporal_pooling == "gru" else None
+        self.head = build_head(ENCODER_DIM * len(cfg.camera_keys), cfg.hidden_dim, cfg.head_activation, cfg.dropout)
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """``[B, k, F]`` -> ``[B, F]``."""
+        if self.temporal is None:
+            return features.mean(dim=1)
+        _, last_hidden = self.temporal(features)
+        return last_hidden[-1]
+
+    def forward(self, clips: Dict[str, torch.Tensor]) -> torch.Tensor:
+        batch, k = next(iter(clips.values())).shape[:2]
+        frames = {key: clip.flatten(0, 1) for key, clip in clips.items()}
+        pooled = [self.pool(f.view(batch, k, -1)) for f in self.encoders(frames).values()]
+        return self.head(torch.cat(pooled, dim=-1)).squeeze(-1)

@@ -1,0 +1,59 @@
+"""Entry point: ``python -m embodireward.train --config file.json [--set key=value ...]``.
+
+A config with a top-level ``pipeline`` section runs the three-stage learned-reward pipeline
+(see ``embodireward.pipeline``); any other config is one training run.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import List, Optional
+
+from embodireward.cli import run_cli
+from embodireward.config import apply_overrides, load_json, parse_train_config
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m embodireward.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="JSON config file (see configs/ and README.md)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value before validation, e.g. --set algorithm.cfg.learning_rate=1e-4")
+    parser.add_argument("--force", action="store_true", help="pipeline configs: re-run stages that already finished")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    data = apply_overrides(load_json(args.config), args.overrides)
+    if "pipeline" in data:
+        from embodireward.pipeline import run_pipeline
+
+        run_pipeline(data, config_path=Path(args.config), force=args.force)
+        return 0
+    return train_from_dict(data, base_dir=Path(args.config).resolve().parent)
+
+
+def train_from_dict(data: dict, base_dir: Optional[Path] = None) -> int:
+    from embodireward import builder
+    from embodireward.utils.distributed import init_from_environment
+
+    config = parse_train_config(data)
+    resolved = builder.validate_config(config, base_dir)
+    init_from_environment(config.runtime.device)
+    from embodireward.trainer.trainer import Trainer
+
+    trainer = Trainer(config, resolved)
+    metrics = trainer.train()
+    if trainer.is_main:
+        summary = ", ".join(f"{k}={metrics[k]:.3f}" for k in ("eval/success_rate", "eval/return", "episode/success_once") if k in metrics)
+        print(f"finished {trainer.iteration} iterations ({trainer.global_step} env steps) in {trainer.run_dir}" + (f": {summary}" if summary else ""))
+    return 0
+
+
+def cli() -> None:
+    """Console-script entry point."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

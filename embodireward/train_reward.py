@@ -1,0 +1,35 @@
+"""Entry point: ``python -m embodireward.train_reward --config reward_model.json [--set key=value ...]``.
+
+Trains a reward model on a collected data directory (see ``embodireward.rewards.training``).
+Config errors print one line (``json.path: message``) and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import List, Optional
+
+from embodireward.cli import run_cli
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m embodireward.train_reward", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="reward training JSON config (see configs/push_cube_2d/reward_model.json)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (parsed as JSON), e.g. --set epochs=3; repeatable")
+    args = parser.parse_args(argv)
+
+    from embodireward.rewards.training import load_reward_train_config, train_reward_model
+
+    result = train_reward_model(load_reward_train_config(args.config, args.overrides))
+    best = result["best"]
+    print(
+        f"best epoch {result['best_epoch']}/{result['epochs_run']}: val/accuracy {best['val/accuracy']:.4f}  "
+        f"val/f1 {best['val/f1']:.4f}  val/auroc {best['val/auroc']:.4f}  "
+        f"recommended_threshold {result['recommended_threshold']:.3f}\n"
+        f"saved {result['paths']['best_model']} (metrics: {result['paths']['metrics']})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="embodireward",
+    version="0.1.0",
+    description="JSON-configured, registry-based robot reinforcement learning with learned reward models",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["embodireward", "embodireward.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.2",
+        "torchvision>=0.17",
+        "gymnasium>=1.0",
+        "numpy",
+        "tensorboard",
+        "wandb",
+        "imageio",
+        "safetensors",
+        "tqdm",
+    ],
+    extras_require={
+        # ManiSkill3 is imported lazily: the core runs without it
+        "maniskill": ["mani-skill"],
+        "test": ["pytest"],
+    },
+    entry_points={
+        "console_scripts": [
+            "embodireward-train=embodireward.train:cli",
+            "embodireward-train-reward=embodireward.train_reward:cli",
+            "embodireward-list=embodireward.list:cli",
+        ],
+    },
+)
