@@ -14,7 +14,7 @@ import torch
 from embodireward.config import ConfigError, EnvSection, TrainConfig, parse_dataclass, to_dict
 from embodireward.registry import (ALGOS, CALLBACKS, ENVS, POLICIES, PluginError, Registry, RegistryError,
                                    load_builtin_components, load_entry_point_plugins, load_plugin)
-from embodireward.utils.distributed import local_rank
+from embodireward.utils.distributed import local_rank, local_world_size
 
 
 def load_plugins(config: TrainConfig, base_dir: Optional[Path] = None) -> None:
@@ -72,11 +72,15 @@ def validate_config(config: TrainConfig, base_dir: Optional[Path] = None) -> Dic
     return resolved
 
 
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
+def resolve_device(spec: str, path: str = "runtime.device") -> torch.device:
+    """``auto`` / ``cuda`` -> this process's GPU (``LOCAL_RANK`` under torchrun), else the CPU."""
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("runtime.device", f"'{spec}' requested but CUDA is not available on this machine (use 'auto' or 'cpu')")
+        raise ConfigError(path, f"'{spec}' requested but CUDA is not available on this machine (use 'auto' or 'cpu')")
+    if spec in ("auto", "cuda"):
+        return torch.device(f"cuda:{local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
+    if spec.startswith("cuda:") and local_world_size() > 1:
+        raise ConfigError(path, f"'{spec}' would put all {local_world_size()} torchrun processes of this node on one GPU; "
+                                "use 'auto' or 'cuda' (each rank takes GPU LOCAL_RANK)")
     return torch.device(spec)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from embodireward.cli import run_cli
-from embodireward.config import apply_overrides, load_json, parse_train_config
+from embodireward.config import ConfigError, apply_overrides, load_json, parse_train_config
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -27,6 +27,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     data = apply_overrides(load_json(args.config), args.overrides)
     if "pipeline" in data:
         from embodireward.pipeline import run_pipeline
+        from embodireward.utils.distributed import launched_world_size
+
+        if launched_world_size() > 1:  # every rank would run all stages into the same directories
+            raise ConfigError("pipeline", "a pipeline config runs in one process; under torchrun launch its stages "
+                                          "(embodireward.train / embodireward.train_reward) separately")
 
         run_pipeline(data, config_path=Path(args.config), force=args.force)
         return 0
@@ -35,15 +40,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def train_from_dict(data: dict, base_dir: Optional[Path] = None) -> int:
     from embodireward import builder
-    from embodireward.utils.distributed import init_from_environment
+    from embodireward.trainer.trainer import Trainer
+    from embodireward.utils.distributed import process_group
 
     config = parse_train_config(data)
     resolved = builder.validate_config(config, base_dir)
-    init_from_environment(config.runtime.device)
-    from embodireward.trainer.trainer import Trainer
-
-    trainer = Trainer(config, resolved)
-    metrics = trainer.train()
+    with process_group(config.runtime.device):
+        trainer = Trainer(config, resolved)
+        metrics = trainer.train()
     if trainer.is_main:
         summary = ", ".join(f"{k}={metrics[k]:.3f}" for k in ("eval/success_rate", "eval/return", "episode/success_once") if k in metrics)
         print(f"finished {trainer.iteration} iterations ({trainer.global_step} env steps) in {trainer.run_dir}" + (f": {summary}" if summary else ""))

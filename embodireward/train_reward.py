@@ -19,8 +19,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from embodireward.rewards.training import load_reward_train_config, train_reward_model
+    from embodireward.utils import distributed as dist_utils
 
-    result = train_reward_model(load_reward_train_config(args.config, args.overrides))
+    cfg = load_reward_train_config(args.config, args.overrides)
+    with dist_utils.process_group(cfg.device):  # under torchrun: data-parallel over the ranks
+        result = train_reward_model(cfg)
+        if dist_utils.rank() != 0:
+            return 0
     best = result["best"]
     print(
         f"best epoch {result['best_epoch']}/{result['epochs_run']}: val/accuracy {best['val/accuracy']:.4f}  "

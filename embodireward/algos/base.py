@@ -18,7 +18,9 @@ class Algorithm(ABC):
     """Base class of registered algorithms, built as ``cls(cfg, policy, device)``.
 
     The algorithm owns its buffer and controls data collection: the trainer hands it a
-    ``step_env`` function and the current observation.
+    ``step_env`` function and the current observation. Losses must go through
+    ``self.train_module(obs, actions)``: the trainer sets it to the policy, or under torchrun to
+    its DistributedDataParallel wrapper, which averages gradients over ranks.
     """
 
     @abstractmethod

@@ -159,7 +159,10 @@ class PPO(Algorithm):
         self.policy.update_normalizer(self.buffer.observations())
 
         metrics = {key: value / max(num_updates, 1) for key, value in totals.items()}
-        metrics.update(learning_rate=lr, explained_variance=explained_variance, num_minibatch_updates=float(num_updates),
+        metrics["explained_variance"] = explained_variance
+        # one all-reduce, so rank 0 logs the average over ranks rather than its own share's numbers
+        metrics = dict(zip(metrics, all_reduce_mean(torch.tensor(list(metrics.values()), dtype=torch.float64)).tolist()))
+        metrics.update(learning_rate=lr, num_minibatch_updates=float(num_updates),
                        log_std=self.policy.log_std.mean().item() if hasattr(self.policy, "log_std") else float("nan"))
         return metrics
 

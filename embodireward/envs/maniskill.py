@@ -1,6 +1,6 @@
 """ManiSkill3 tasks (``PickCube-v1``, ``PushCube-v1``, ...) as a :class:`VecEnv`.
 
-JSON (``env`` section; every key but ``env_id`` has the default shown)::
+JSON (``env`` section; ``env_id`` is required, every other key has the default shown)::
 
     {"id": "maniskill", "cfg": {
         "env_id": "PickCube-v1",
@@ -18,7 +18,9 @@ Observations: ``state`` gives float ``[N, D]``; ``rgb`` gives ``{"rgb": uint8 [N
 "state": float [N, D]}``, the image of ``camera`` plus ManiSkill's agent/extra state flattened.
 Frames (``info["frames"]``, ``render_frames()``) come from ``camera``: rendered only when a step
 asks for them under ``state``, taken from the observation under ``rgb``. ``show_goal`` applies to
-both, so a reward model and an image policy see the same scene.
+both, so a reward model and an image policy see the same scene. ``info["success"]`` is ManiSkill's
+bool success; ``info["metrics"]`` holds its other per-env info values (success, fail, is_grasped,
+is_obj_placed, ...) as floats.
 
 Backends: GPU simulation runs all envs batched in one ManiSkill env in this process. CPU
 simulation runs one env in-process when ``num_envs`` is 1, else one env per worker process
@@ -111,12 +113,12 @@ def check_assets(env_id: str) -> None:
 
     if os.environ.get("MS_SKIP_ASSET_DOWNLOAD_PROMPT") == "1":  # ManiSkill then downloads without asking
         return
-    missing = [
+    sources = [
         source
-        for group in REGISTERED_ENVS[env_id].asset_download_ids or []
-        for source in assets.expand_data_group_into_individual_data_source_ids(group)
-        if not assets.is_data_source_downloaded(source)
+        for asset_id in REGISTERED_ENVS[env_id].asset_download_ids or []
+        for source in ([asset_id] if asset_id in assets.DATA_SOURCES else assets.expand_data_group_into_individual_data_source_ids(asset_id))
     ]
+    missing = [source for source in sources if not assets.is_data_source_downloaded(source)]
     if missing:
         raise RuntimeError(
             f"ManiSkill env {env_id} needs assets that are not downloaded ({', '.join(missing)}): run "
@@ -218,7 +220,8 @@ class _Core:
 
     def step(self, actions: torch.Tensor, render: RenderRequest) -> StepResult:
         raw, reward, terminated, truncated, info = self.env.step(actions)
-        obs = self.convert_obs(raw)
+        # copies: sensor images may live in buffers that the next render overwrites
+        obs = map_obs(self.convert_obs(raw), torch.clone)
         done = terminated | truncated
         frame_ids = frames = None
         if render != "never":
@@ -234,12 +237,10 @@ class _Core:
         success = info["success"].bool() if "success" in info else None
         final_obs = obs
         if done.any():
-            # sensor images may live in buffers the next render overwrites: keep copies
-            final_obs = map_obs(obs, torch.clone)
             raw, _ = self.env.reset(options={"env_idx": done.nonzero().flatten()})
             self._reveal_goal()
-            obs = self.convert_obs(raw)
-        return StepResult(map_obs(obs, torch.clone), reward.float(), terminated.bool(), truncated.bool(), final_obs, metrics, success, frame_ids, frames)
+            obs = map_obs(self.convert_obs(raw), torch.clone)
+        return StepResult(obs, reward.float(), terminated.bool(), truncated.bool(), final_obs, metrics, success, frame_ids, frames)
 
     def close(self) -> None:
         self.env.close()
@@ -294,6 +295,8 @@ class _Workers:
         # preloaded imports are paid once in the server instead of in every worker
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["embodireward.envs.maniskill", "mani_skill.envs"])
+        # AsyncVectorEnv also builds (and closes) one env here to read the spaces; under obs_mode
+        # rgb that env renders once, which costs a lavapipe warm-up (~10 CPU s) on machines without a GPU
         self.vec = gym.vector.AsyncVectorEnv(
             [functools.partial(_WorkerEnv, cfg)] * cfg.num_envs, context="forkserver", autoreset_mode=gym.vector.AutoresetMode.DISABLED
         )

@@ -114,7 +114,7 @@ def _read_trajectory(path: Path, camera_keys: Sequence[str]) -> Tuple[Dict[str, 
     data = np.load(path, allow_pickle=True).item()
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict) or "labels" not in data:
         raise ValueError("expected a dict with 'images' and 'labels'")
-    labels = np.asarray(data["labels"], dtype=np.float32).reshape(-1)
+    labels = (np.asarray(data["labels"], dtype=np.float32).reshape(-1) > 0.5).astype(np.float32)  # BCE targets: 0 / 1
     images = {}
     for key in camera_keys:
         if key not in data["images"]:
@@ -129,11 +129,16 @@ def _read_trajectory(path: Path, camera_keys: Sequence[str]) -> Tuple[Dict[str, 
 
 
 def _read_png(path: Path) -> torch.Tensor:
-    """-> uint8 ``[1, 3, H, W]``."""
-    from torchvision.io import ImageReadMode, decode_image
+    """-> uint8 ``[1, 3, H, W]`` (any PNG mode converted to RGB)."""
+    from PIL import Image
 
-    image = decode_image(torch.from_numpy(np.fromfile(path, dtype=np.uint8)), mode=ImageReadMode.RGB)
-    return image.unsqueeze(0)
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def _kind(is_positive: bool) -> str:
+    return "positive" if is_positive else "negative"
 
 
 def _frame_trajectories(manifest: Dict[str, Any], data_dir: Path) -> Dict[str, int]:
@@ -160,8 +165,8 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
         suffix = ".npy" if trajectory_format else ".png"
         files = sorted((data_dir / subdir).glob(f"*{suffix}"))
         if not files:
-            kind = "positive" if is_positive else "negative"
-            raise DataError(f"reward data '{data_dir}' has no {kind} samples ('{subdir}/' holds no {suffix} files)")
+            raise DataError(f"reward data '{data_dir}' has no {_kind(is_positive)} samples ('{subdir}/' holds no {suffix} files)")
+        readable = len(files)
         for path in files:
             rel = f"{subdir}/{path.name}"
             try:
@@ -173,7 +178,8 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
                 if image_sizes is not None and sizes != image_sizes:
                     raise ValueError(f"image sizes {sizes} differ from the other files' {image_sizes}")
             except Exception as exc:  # any unreadable file: skip it, count it, keep going
-                skipped.append(f"{rel}: {type(exc).__name__}: {exc}")
+                skipped.append(f"{rel}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                readable -= 1
                 continue
             image_sizes = sizes
             if rel in frame_trajectories:
@@ -185,10 +191,10 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
             labels.append(frame_labels)
             trajectory.append(torch.full((len(frame_labels),), traj_id, dtype=torch.long))
             step.append(torch.arange(len(frame_labels)))
+        if readable == 0:
+            raise DataError(f"reward data '{data_dir}' has no readable {_kind(is_positive)} samples (all {len(files)} files in '{subdir}/' are unreadable, e.g. {skipped[-1]})")
     if skipped:
         print(f"reward data '{data_dir}': skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
-    if not labels:
-        raise DataError(f"reward data '{data_dir}': no readable files ({len(skipped)} skipped)")
     data = RewardData(
         images={key: torch.cat(v) for key, v in images.items()},
         labels=torch.cat(labels).float(),
@@ -202,7 +208,7 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
     counts = data.counts()
     for kind in ("positive", "negative"):
         if counts[kind] == 0:
-            raise DataError(f"reward data '{data_dir}' has no readable {kind} frames ({counts['samples']} samples in total)")
+            raise DataError(f"reward data '{data_dir}' has no frames labelled {kind} ({counts['samples']} frames in total)")
     return data
 
 

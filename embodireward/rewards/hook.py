@@ -18,6 +18,7 @@ from embodireward.envs.base import Frames, RenderRequest, VecEnv
 from embodireward.rewards.base import BaseRewardModel, BaseVideoRewardModel
 from embodireward.rewards.checkpoint import load_reward_model
 from embodireward.rewards.manager import RewardManager
+from embodireward.utils.distributed import all_reduce_sum, world_size
 
 
 def build_reward_hook(section: RewardSection, env: VecEnv, device: Union[str, torch.device]) -> Optional["RewardHook"]:
@@ -123,12 +124,14 @@ class RewardHook:
         """Scores since the last call (then reset), compared with the env's true success.
 
         Ratios whose denominator is zero (e.g. no predicted successes for precision) are left out.
+        Under torch.distributed the counts are pooled over ranks (seconds: the mean per rank).
         """
-        m: Dict[str, float] = {"reward_model/calls": self._calls, "reward_model/images": self._images, "reward_model/seconds": self._seconds}
-        if self._images:
-            m["reward_model/mean_prob"] = self._prob_sum / self._images
-            m["reward_model/predicted_success_rate"] = self._predicted / self._images
-        tp, fp, tn, fn = self._tp, self._fp, self._tn, self._fn
+        counts = [self._calls, self._images, self._seconds, self._prob_sum, self._predicted, self._tp, self._fp, self._tn, self._fn]
+        calls, images, seconds, prob_sum, predicted, tp, fp, tn, fn = all_reduce_sum(torch.tensor(counts, dtype=torch.float64)).tolist()
+        m: Dict[str, float] = {"reward_model/calls": calls, "reward_model/images": images, "reward_model/seconds": seconds / world_size()}
+        if images:
+            m["reward_model/mean_prob"] = prob_sum / images
+            m["reward_model/predicted_success_rate"] = predicted / images
         for key, num, den in (("precision", tp, tp + fp), ("recall", tp, tp + fn), ("agreement", tp + tn, tp + fp + tn + fn), ("false_positive_rate", fp, fp + tn)):
             if den:
                 m[f"reward_model/{key}"] = num / den

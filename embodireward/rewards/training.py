@@ -22,15 +22,17 @@ from typing import Any, Dict, List, Literal, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset, WeightedRandomSampler
 from tqdm import tqdm
 
+from embodireward import builder
 from embodireward.config import ConfigError, apply_overrides, load_json, parse_dataclass
 from embodireward.registry import REWARD_MODELS, RegistryError, load_plugin
 from embodireward.rewards.base import BaseRewardModel, BaseVideoRewardModel
 from embodireward.rewards.checkpoint import save_reward_model
 from embodireward.rewards.data import AugmentConfig, RewardDataset, load_manifest, load_reward_data, split_by_trajectory
 from embodireward.rewards.metrics import auroc, best_f1_threshold, binary_metrics
+from embodireward.utils import distributed as dist_utils
 from embodireward.utils.io import atomic_write_json
 
 MONITOR_MODES = {"val/f1": "max", "val/auroc": "max", "val/accuracy": "max", "val/loss": "min"}
@@ -112,12 +114,6 @@ def build_reward_model(section: ModelSection, manifest: Dict[str, Any], path: st
     return cls(cfg)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def lr_lambda(cfg: RewardTrainConfig, steps_per_epoch: int):
     """Per-optimizer-step LR factor for ``cfg.scheduler``."""
     total = cfg.epochs * steps_per_epoch
@@ -134,13 +130,20 @@ def lr_lambda(cfg: RewardTrainConfig, steps_per_epoch: int):
 
 
 def make_loader(dataset: RewardDataset, cfg: RewardTrainConfig, train: bool) -> DataLoader:
-    generator = torch.Generator().manual_seed(cfg.seed)
+    """Under torch.distributed each rank loads its share: a DistributedSampler shard (or its own
+    weighted draws) of the training set, every ``world_size``-th validation sample."""
+    rank, world = dist_utils.rank(), dist_utils.world_size()
+    generator = torch.Generator().manual_seed(cfg.seed + rank)
     sampler = None
     if train and cfg.balance == "sampler":
         positive = dataset.labels() > 0.5
         n_pos = int(positive.sum())
         weights = torch.where(positive, 1.0 / n_pos, 1.0 / (len(dataset) - n_pos)) if 0 < n_pos < len(dataset) else torch.ones(len(dataset))
-        sampler = WeightedRandomSampler(weights.double(), num_samples=len(dataset), replacement=True, generator=generator)
+        sampler = WeightedRandomSampler(weights.double(), num_samples=math.ceil(len(dataset) / world), replacement=True, generator=generator)
+    elif train and world > 1:
+        sampler = DistributedSampler(dataset, seed=cfg.seed)  # set_epoch() reshuffles it
+    elif world > 1:
+        dataset = Subset(dataset, range(rank, len(dataset), world))  # predict_all() restores the order
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
@@ -161,6 +164,18 @@ def predict(model: BaseRewardModel, loader: DataLoader) -> tuple[torch.Tensor, t
         logits.append(model.predict_logits(images).float().cpu())
         labels.append(batch_labels.float())
     return torch.cat(logits), torch.cat(labels)
+
+
+def predict_all(model: BaseRewardModel, loader: DataLoader, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``predict`` over the whole validation set: each rank predicts its strided share, then every
+    rank gathers all shares, so all ranks compute the same metrics and take the same decisions."""
+    dist_utils.average_buffers(model)  # BatchNorm statistics drift apart per rank during training
+    shares = dist_utils.all_gather_objects(predict(model, loader))
+    logits, labels = torch.empty(size), torch.empty(size)
+    for rank, (share_logits, share_labels) in enumerate(shares):
+        logits[rank :: len(shares)] = share_logits
+        labels[rank :: len(shares)] = share_labels
+    return logits, labels
 
 
 def evaluate(logits: torch.Tensor, labels: torch.Tensor, pos_weight: Optional[torch.Tensor]) -> Dict[str, float]:
@@ -200,18 +215,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_reward_model(cfg: RewardTrainConfig) -> Dict[str, Any]:
-    """Train, save ``best_model`` / ``last_model`` / ``metrics.json``; return the metrics with the paths."""
+def train_reward_model(cfg: RewardTrainConfig | Dict[str, Any]) -> Dict[str, Any]:
+    """Train, save ``best_model`` / ``last_model`` / ``metrics.json``; return the metrics with the paths.
+
+    ``cfg`` may also be the JSON dict of a :class:`RewardTrainConfig` (pipelines call this in-process).
+    """
     from torch.utils.tensorboard import SummaryWriter
 
     import embodireward.rewards  # noqa: F401  (registers the built-in reward models)
 
+    cfg = parse_dataclass(RewardTrainConfig, cfg, "")
     for plugin in cfg.plugins:
         load_plugin(plugin)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    is_main = dist_utils.rank() == 0
+    log = print if is_main else lambda *args: None  # rank 0 alone reports, logs and writes files
+    seed_everything(cfg.seed + dist_utils.rank())  # per-rank augmentation; DDP syncs the initial weights
+    device = builder.resolve_device(cfg.device, "device")
     started = time.time()
 
     model = build_reward_model(cfg.model, load_manifest(Path(cfg.data_path))).to(device)
@@ -230,18 +251,19 @@ def train_reward_model(cfg: RewardTrainConfig) -> Dict[str, Any]:
     if min(data_counts[side][kind] for side in ("train", "val") for kind in ("positive", "negative")) == 0:
         raise ConfigError("data_path", f"'{cfg.data_path}' needs >= 2 trajectories with and >= 2 without success so both "
                           f"classes are in training and validation (train {data_counts['train']}, val {data_counts['val']})")
-    print(f"reward data: train {data_counts['train']}, val {data_counts['val']}")
+    log(f"reward data: train {data_counts['train']}, val {data_counts['val']}")
 
     train_loader = make_loader(train_set, cfg, train=True)
     val_loader = make_loader(val_set, cfg, train=False)
     counts = data_counts["train"]
     pos_weight = torch.tensor(counts["negative"] / counts["positive"]) if cfg.balance == "pos_weight" else None
+    train_module = dist_utils.data_parallel(model, device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(train_loader)))
 
     output_dir = Path(cfg.output_dir)
     log_dir = output_dir / "logs"
-    writer = SummaryWriter(log_dir=str(log_dir))
+    writer = SummaryWriter(log_dir=str(log_dir)) if is_main else None
     manifest = {k: v for k, v in data.manifest.items() if k != "frame_trajectories"}  # the sidecar needs the env, not the file list
     mode = MONITOR_MODES[cfg.monitor]
     logged = pick_logged_samples(val_set.labels(), cfg.seed)
@@ -251,11 +273,13 @@ def train_reward_model(cfg: RewardTrainConfig) -> Dict[str, Any]:
     try:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)
             loss_sum, correct, seen = 0.0, 0, 0
-            progress = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress_bar)
+            progress = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not (cfg.progress_bar and is_main))
             for images, labels in progress:
                 labels = labels.float().to(device)
-                logits = model.predict_logits(images)
+                logits = train_module(model.preprocess(images))  # through DDP's forward, so gradients are averaged
                 loss = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=None if pos_weight is None else pos_weight.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -268,36 +292,41 @@ def train_reward_model(cfg: RewardTrainConfig) -> Dict[str, Any]:
                 seen += len(labels)
                 progress.set_postfix(loss=f"{loss.item():.4f}")
 
-            logits, labels = predict(model, val_loader)
+            logits, labels = predict_all(model, val_loader, len(val_set))
             val = {f"val/{k}": v for k, v in evaluate(logits, labels, pos_weight).items()}
             probs = torch.sigmoid(logits)
             threshold, _ = best_f1_threshold(probs, labels)
+            loss_sum, correct, seen = dist_utils.all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64)).tolist()
             metrics = {"epoch": epoch, "train/loss": loss_sum / seen, "train/accuracy": correct / seen, **val, "val/best_f1_threshold": threshold}
-            for key, value in metrics.items():
-                if key != "epoch":
-                    writer.add_scalar(key, value, epoch)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], epoch)
-            writer.add_pr_curve("val/pr_curve", labels, probs, epoch)
-            log_samples(writer, val_set, logged, probs, epoch)
+            if is_main:
+                for key, value in metrics.items():
+                    if key != "epoch":
+                        writer.add_scalar(key, value, epoch)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], epoch)
+                writer.add_pr_curve("val/pr_curve", labels, probs, epoch)
+                log_samples(writer, val_set, logged, probs, epoch)
 
             sidecar = {"manifest": manifest, "recommended_threshold": threshold, "metrics": metrics}
             is_best = improved(metrics[cfg.monitor], None if best is None else best[cfg.monitor], mode)
             if is_best:
                 best, epochs_since_best = metrics, 0
-                save_reward_model(model, output_dir, "best_model", sidecar)
+                if is_main:
+                    save_reward_model(model, output_dir, "best_model", sidecar)
             else:
                 epochs_since_best += 1
-            save_reward_model(model, output_dir, "last_model", sidecar)
-            print(
+            if is_main:
+                save_reward_model(model, output_dir, "last_model", sidecar)
+            log(
                 f"epoch {epoch}/{cfg.epochs}  train/loss {metrics['train/loss']:.4f}  val/loss {val['val/loss']:.4f}  "
                 f"val/accuracy {val['val/accuracy']:.4f}  val/f1 {val['val/f1']:.4f}  val/auroc {val['val/auroc']:.4f}"
                 + ("  (best)" if is_best else "")
             )
             if cfg.early_stopping_patience and epochs_since_best >= cfg.early_stopping_patience:
-                print(f"early stopping: {cfg.monitor} did not improve for {epochs_since_best} epochs")
+                log(f"early stopping: {cfg.monitor} did not improve for {epochs_since_best} epochs")
                 break
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
     result = {
         "monitor": cfg.monitor,
@@ -316,5 +345,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> Dict[str, Any]:
             "log_dir": str(log_dir),
         },
     }
-    atomic_write_json(output_dir / "metrics.json", result)
+    if is_main:
+        atomic_write_json(output_dir / "metrics.json", result)
+    dist_utils.barrier()  # on every rank, returning means rank 0's files are on disk
     return result

@@ -53,6 +53,7 @@ class Trainer:
         runtime = config.runtime
         self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
         self.is_main = self.rank == 0
+        self._progress_bar = None
         if runtime.num_threads:
             torch.set_num_threads(runtime.num_threads)
         self.device = builder.resolve_device(runtime.device)
@@ -61,22 +62,23 @@ class Trainer:
         seed = runtime.seed + self.rank
         seed_everything(seed)
 
+        # every rank needs the registries (plugins) loaded, not only the rank writing config.json
+        resolved_config = resolved_config or builder.validate_config(config)
         resume_path = resolve_checkpoint(runtime.resume) if runtime.resume else None
         self.run_dir = make_run_dir(config, resume_path)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         if self.is_main:
             for sub in ("checkpoints", "logs", "videos"):
                 (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.run_dir / "config.json", resolved_config or builder.validate_config(config))
+            atomic_write_json(self.run_dir / "config.json", resolved_config)
 
         self.env = builder.build_env(config, self.device, seed)
         self.eval_env = builder.build_env(config, self.device, seed + 10_000, for_eval=True) if runtime.eval_freq > 0 and self.is_main else None
         self.policy = builder.build_policy(config, self.env.single_observation_space, self.env.single_action_space, self.device)
         self.algo = builder.build_algo(config, self.policy, self.device)
         self.algo.initialize_buffer(runtime.rollout_steps, self.env.num_envs, self.env.single_observation_space, self.env.single_action_space)
-        if self.world_size > 1:
-            self.algo.train_module = torch.nn.parallel.DistributedDataParallel(
-                self.policy, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # the normaliser pools its statistics over ranks itself: no per-forward buffer broadcast needed
+        self.algo.train_module = dist_utils.data_parallel(self.policy, self.device, broadcast_buffers=False)
 
         self.reward_hook = None
         if config.reward.use_reward_model:
@@ -99,7 +101,6 @@ class Trainer:
         self.callbacks = CallbackList(builder.build_callbacks(config, self))
         self._action_low = torch.as_tensor(self.env.single_action_space.low, device=self.device)
         self._action_high = torch.as_tensor(self.env.single_action_space.high, device=self.device)
-        self._progress_bar = None
 
     # -- console ------------------------------------------------------------------------------
     def log_info(self, message: str) -> None:
@@ -131,7 +132,9 @@ class Trainer:
         obs, _ = self.env.reset(seed=runtime.seed + self.rank + 1_000_003 * self.iteration)
         self._last_obs = obs
         self.callbacks.on_train_start(self)
-        self._progress_bar = tqdm(total=runtime.iterations, initial=self.iteration, disable=not (self.is_main and runtime.progress_bar),
+        # a live bar on a terminal; in a log file, a plain status line every tenth of the run instead
+        self._interactive = self.is_main and runtime.progress_bar and sys.stdout.isatty()
+        self._progress_bar = tqdm(total=runtime.iterations, initial=self.iteration, disable=not self._interactive,
                                   dynamic_ncols=True, desc=self.run_dir.name, file=sys.stdout)
         last_metrics: Dict[str, float] = {}
         try:
@@ -159,6 +162,7 @@ class Trainer:
             self._progress_bar = None
         self.callbacks.on_train_end(self)
         self.logger.close()
+        dist_utils.barrier()  # on every rank, returning means rank 0's final checkpoint is on disk
         return last_metrics
 
     def _log_iteration(self, update_metrics: Dict[str, float], sps: float, rollout_share: float) -> Dict[str, float]:
@@ -178,6 +182,10 @@ class Trainer:
             postfix["return"] = f"{scalars['episode/env_return']:.2f}"
         postfix.update(self.callbacks.progress())
         self._progress_bar.set_postfix(postfix, refresh=False)
+        runtime = self.config.runtime
+        if not self._interactive and runtime.progress_bar and self.iteration % max(1, runtime.iterations // 10) == 0:
+            status = " ".join(f"{key}={value}" for key, value in postfix.items())
+            self.log_info(f"iteration {self.iteration}/{runtime.iterations} step {self.global_step}: {status}")
         return scalars
 
     def _evaluate(self) -> Dict[str, float]:
@@ -241,13 +249,14 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.iteration = int(state["iteration"])
         self.best_eval = tuple(state["best_eval"]) if state.get("best_eval") else None
-        if self.rank == 0:
+        if self.is_main:
             restore_rng_state(state["rng"])
-        print(f"resumed from {path} at iteration {self.iteration}, global step {self.global_step}")
+        else:  # only rank 0's RNG state is saved: other ranks start fresh streams, not their first ones again
+            seed_everything(self.config.runtime.seed + self.rank + 1_000_003 * self.iteration)
+        self.log_info(f"resumed from {path} at iteration {self.iteration}, global step {self.global_step}")
 
     def _init_policy_from(self, path: str) -> None:
         state = load_checkpoint(path)
         self._check_action_dim(state, str(path))
         load_policy_weights(self.policy, state["policy"], str(resolve_checkpoint(path)))
-        if self.is_main:
-            print(f"initialised policy weights from {resolve_checkpoint(path)} (trained for {state['global_step']} steps)")
+        self.log_info(f"initialised policy weights from {resolve_checkpoint(path)} (trained for {state['global_step']} steps)")
