@@ -27,8 +27,14 @@ class ConfigError(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
-def _join(path: str, key: str) -> str:
+def join_path(path: str, key: str) -> str:
+    """``env.cfg`` + ``num_envs`` -> ``env.cfg.num_envs`` (just ``key`` at the top level)."""
     return f"{path}.{key}" if path else key
+
+
+def config_error(path: str, key: str, message: str) -> ConfigError:
+    """A :class:`ConfigError` for ``key`` of the section at ``path``; ``raise config_error(...)``."""
+    return ConfigError(join_path(path, key), message)
 
 
 def _type_name(tp: Any) -> str:
@@ -91,7 +97,7 @@ def parse_value(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(path, f"expected an object, got {_describe_value(value)}")
         args = typing.get_args(tp)
         if args:
-            return {k: parse_value(args[1], v, _join(path, k)) for k, v in value.items()}
+            return {k: parse_value(args[1], v, join_path(path, k)) for k, v in value.items()}
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return parse_dataclass(tp, value, path)
@@ -134,13 +140,13 @@ def parse_dataclass(cls: type, data: Any, path: str = "") -> Any:
         if key not in fields:
             hint = closest_name(key, fields)
             extra = f" (did you mean {hint}?)" if hint else f" (expected one of: {', '.join(fields)})"
-            raise ConfigError(_join(path, key), f"unknown key{extra}")
+            raise config_error(path, key, f"unknown key{extra}")
     kwargs = {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = parse_value(hints[name], data[name], _join(path, name))
+            kwargs[name] = parse_value(hints[name], data[name], join_path(path, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(_join(path, name), f"missing required key ({_type_name(hints[name])})")
+            raise config_error(path, name, f"missing required key ({_type_name(hints[name])})")
     instance = cls(**kwargs)
     validate = getattr(instance, "validate", None)
     if callable(validate):
@@ -189,15 +195,15 @@ class RuntimeConfig:
     def validate(self, path: str) -> None:
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ConfigError(_join(path, "device"), f"expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {dev!r}")
+            raise config_error(path, "device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {dev!r}")
         for key in ("iterations", "rollout_steps"):
             if getattr(self, key) < 1:
-                raise ConfigError(_join(path, key), f"must be >= 1, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be >= 1, got {getattr(self, key)}")
         for key in ("eval_freq", "save_freq", "eval_episodes", "log_freq", "num_threads"):
             if getattr(self, key) < 0:
-                raise ConfigError(_join(path, key), f"must be >= 0, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be >= 0, got {getattr(self, key)}")
         if self.resume and self.init_from:
-            raise ConfigError(_join(path, "init_from"), "cannot be combined with runtime.resume (resume restores everything)")
+            raise config_error(path, "init_from", "cannot be combined with runtime.resume (resume restores everything)")
 
 
 @dataclass
@@ -225,10 +231,10 @@ class NetworkConfig:
         if self.activation not in ACTIVATIONS:
             hint = closest_name(self.activation, ACTIVATIONS)
             extra = f" (did you mean '{hint}'?)" if hint else ""
-            raise ConfigError(_join(path, "activation"), f"unknown activation {self.activation!r}{extra}; expected one of: {', '.join(ACTIVATIONS)}")
+            raise config_error(path, "activation", f"unknown activation {self.activation!r}{extra}; expected one of: {', '.join(ACTIVATIONS)}")
         for i, layer in enumerate(self.conv_layers):
             if len(layer) != 3 or min(layer) < 1:
-                raise ConfigError(f"{_join(path, 'conv_layers')}[{i}]", "expected [out_channels, kernel, stride] of positive integers")
+                raise ConfigError(f"{join_path(path, 'conv_layers')}[{i}]", "expected [out_channels, kernel, stride] of positive integers")
 
 
 @dataclass
@@ -266,9 +272,9 @@ class RewardSection:
 
     def validate(self, path: str) -> None:
         if self.use_reward_model and not self.checkpoint_path:
-            raise ConfigError(_join(path, "checkpoint_path"), "required when use_reward_model is true")
+            raise config_error(path, "checkpoint_path", "required when use_reward_model is true")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(_join(path, "threshold"), f"must be in [0, 1], got {self.threshold}")
+            raise config_error(path, "threshold", f"must be in [0, 1], got {self.threshold}")
 
 
 @dataclass

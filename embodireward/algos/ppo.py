@@ -16,7 +16,7 @@ from torch import nn
 from embodireward.algos.base import Algorithm, StepFn
 from embodireward.algos.gae import compute_gae
 from embodireward.algos.rollout_buffer import RolloutBuffer
-from embodireward.config import ConfigError
+from embodireward.config import ConfigError, config_error
 from embodireward.envs.base import Obs
 from embodireward.policies.base import Policy
 from embodireward.registry import register_algo
@@ -44,10 +44,10 @@ class PPOConfig:
     def validate(self, path: str) -> None:
         for key in ("learning_rate", "num_epochs", "num_minibatches", "clip_coef", "max_grad_norm"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"{path}.{key}", f"must be > 0, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be > 0, got {getattr(self, key)}")
         for key in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"{path}.{key}", f"must be in [0, 1], got {getattr(self, key)}")
+                raise config_error(path, key, f"must be in [0, 1], got {getattr(self, key)}")
 
 
 @register_algo("ppo")

@@ -32,7 +32,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from embodireward.config import ConfigError
+from embodireward.config import ConfigError, config_error
 from embodireward.envs.base import RenderRequest
 from embodireward.registry import register_callback
 from embodireward.rewards.checkpoint import check_env_compatibility
@@ -69,17 +69,14 @@ class RewardDataCollection(Callback):
         seed: int = 0
 
         def validate(self, path: str) -> None:
-            def fail(key: str, msg: str) -> None:
-                raise ConfigError(f"{path}.{key}" if path else key, msg)
-
             if isinstance(self.render, float) and not 0.0 < self.render <= 1.0:
-                fail("render", f"a render probability must be in (0, 1], got {self.render}")
+                raise config_error(path, "render", f"a render probability must be in (0, 1], got {self.render}")
             for key in ("sample_rate_success", "sample_rate_fail"):
                 if not 0.0 <= getattr(self, key) <= 1.0:
-                    fail(key, f"must be in [0, 1], got {getattr(self, key)}")
+                    raise config_error(path, key, f"must be in [0, 1], got {getattr(self, key)}")
             for key in ("steps_after_success", "max_positive_trajectories", "max_negative_trajectories", "target_success", "target_failure"):
                 if (getattr(self, key) or 0) < 0:
-                    fail(key, f"must be >= 0, got {getattr(self, key)}")
+                    raise config_error(path, key, f"must be >= 0, got {getattr(self, key)}")
             # a key of the other format would be silently ignored: reject it
             other = {
                 "trajectory": {"target_success": None, "target_failure": None, "sample_rate_success": 1.0, "sample_rate_fail": 1.0},
@@ -87,7 +84,7 @@ class RewardDataCollection(Callback):
             }[self.format]
             for key, default in other.items():
                 if getattr(self, key) != default:
-                    fail(key, f"not used with format '{self.format}' (it belongs to the other format)")
+                    raise config_error(path, key, f"not used with format '{self.format}' (it belongs to the other format)")
 
     def __init__(self, cfg: "RewardDataCollection.Config", trainer: Any = None):
         self.cfg = cfg

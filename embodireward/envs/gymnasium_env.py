@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from embodireward.config import ConfigError
+from embodireward.config import config_error
 from embodireward.envs.base import RENDER_REQUESTS, Frames, Obs, RenderRequest, VecEnv
 from embodireward.registry import register_env
 
@@ -33,17 +33,14 @@ class GymnasiumEnvConfig:
     render: bool = True  # create the envs with render_mode="rgb_array" so frames can be requested
 
     def validate(self, path: str) -> None:
-        def key(name: str) -> str:
-            return f"{path}.{name}" if path else name
-
         if self.num_envs < 1:
-            raise ConfigError(key("num_envs"), f"must be >= 1, got {self.num_envs}")
+            raise config_error(path, "num_envs", f"must be >= 1, got {self.num_envs}")
         if "render_mode" in self.env_kwargs:
-            raise ConfigError(key("env_kwargs.render_mode"), "set by the wrapper; use 'render' instead")
+            raise config_error(path, "env_kwargs.render_mode", "set by the wrapper; use 'render' instead")
         try:
             gym.spec(self.env_id)
         except gym.error.Error as exc:
-            raise ConfigError(key("env_id"), str(exc)) from None
+            raise config_error(path, "env_id", str(exc)) from None
 
 
 class FrameOnRequest(gym.Wrapper):

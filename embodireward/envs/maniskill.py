@@ -45,7 +45,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from embodireward.config import ConfigError
+from embodireward.config import ConfigError, config_error, join_path
 from embodireward.envs.base import RENDER_REQUESTS, Frames, Obs, RenderRequest, VecEnv
 from embodireward.registry import closest_name, register_env
 
@@ -75,22 +75,19 @@ class ManiSkillConfig:
     env_kwargs: Dict[str, Any] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
-        def key(name: str) -> str:
-            return f"{path}.{name}" if path else name
-
         if self.num_envs < 1:
-            raise ConfigError(key("num_envs"), f"must be >= 1, got {self.num_envs}")
+            raise config_error(path, "num_envs", f"must be >= 1, got {self.num_envs}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
-            raise ConfigError(key("max_episode_steps"), f"must be >= 1 or null, got {self.max_episode_steps}")
+            raise config_error(path, "max_episode_steps", f"must be >= 1 or null, got {self.max_episode_steps}")
         if min(self.camera.width, self.camera.height) < 1:
-            raise ConfigError(key("camera"), f"width and height must be >= 1, got {self.camera.width}x{self.camera.height}")
+            raise config_error(path, "camera", f"width and height must be >= 1, got {self.camera.width}x{self.camera.height}")
         for name in self.env_kwargs:
             if name in RESERVED_KWARGS:
-                raise ConfigError(key(f"env_kwargs.{name}"), "set by the adapter's own config keys")
-        registered = registered_envs(key("env_id"))
+                raise config_error(path, f"env_kwargs.{name}", "set by the adapter's own config keys")
+        registered = registered_envs(join_path(path, "env_id"))
         if self.env_id not in registered:
             hint = closest_name(self.env_id, registered)
-            raise ConfigError(key("env_id"), f"unknown ManiSkill env {self.env_id!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+            raise config_error(path, "env_id", f"unknown ManiSkill env {self.env_id!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
 
 
 def registered_envs(path: str) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from embodireward.config import ConfigError
+from embodireward.config import config_error
 from embodireward.envs.base import RENDER_REQUESTS, Frames, Obs, RenderRequest, VecEnv
 from embodireward.registry import register_env
 
@@ -59,28 +59,25 @@ class PushCube2DConfig:
     reward_distance_scale: float = 3.0  # closeness = 1 - tanh(scale * distance)
 
     def validate(self, path: str) -> None:
-        def fail(key: str, message: str) -> None:
-            raise ConfigError(f"{path}.{key}" if path else key, message)
-
         for key in ("num_envs", "episode_length"):
             if getattr(self, key) < 1:
-                fail(key, f"must be >= 1, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be >= 1, got {getattr(self, key)}")
         if self.image_size < 8:
-            fail("image_size", f"must be >= 8, got {self.image_size}")
+            raise config_error(path, "image_size", f"must be >= 8, got {self.image_size}")
         for key in ("pusher_radius", "cube_half_size", "goal_radius", "max_speed", "reward_distance_scale"):
             if getattr(self, key) <= 0:
-                fail(key, f"must be > 0, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be > 0, got {getattr(self, key)}")
         # the pusher must fit behind a cube at the spawn border: cube edge + pusher diameter < table edge
         room = TABLE_HALF_SIZE - self.cube_half_size - 2 * self.pusher_radius
         if not 0 < self.spawn_half_size <= room:
-            fail("spawn_half_size", f"must be in (0, {room:.3f}] so the pusher fits behind a spawned cube, got {self.spawn_half_size}")
+            raise config_error(path, "spawn_half_size", f"must be in (0, {room:.3f}] so the pusher fits behind a spawned cube, got {self.spawn_half_size}")
         if not 0 < self.min_cube_goal_dist <= self.max_cube_goal_dist:
-            fail("min_cube_goal_dist", "must be > 0 and <= max_cube_goal_dist")
+            raise config_error(path, "min_cube_goal_dist", "must be > 0 and <= max_cube_goal_dist")
         # the goal is placed by mirroring an offset per axis, which stays in the spawn square only if |offset| <= s
         if self.max_cube_goal_dist > self.spawn_half_size:
-            fail("max_cube_goal_dist", f"must be <= spawn_half_size ({self.spawn_half_size}), got {self.max_cube_goal_dist}")
+            raise config_error(path, "max_cube_goal_dist", f"must be <= spawn_half_size ({self.spawn_half_size}), got {self.max_cube_goal_dist}")
         if self.max_speed >= self.cube_half_size + self.pusher_radius:
-            fail("max_speed", "must be < cube_half_size + pusher_radius, or the pusher can tunnel through the cube")
+            raise config_error(path, "max_speed", "must be < cube_half_size + pusher_radius, or the pusher can tunnel through the cube")
 
 
 def box_contact(points: torch.Tensor, centres: torch.Tensor, half_size: float) -> Tuple[torch.Tensor, torch.Tensor]:

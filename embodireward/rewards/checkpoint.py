@@ -18,7 +18,7 @@ import torch
 
 from embodireward.config import ConfigError, parse_dataclass, to_dict
 from embodireward.registry import REWARD_MODELS, RegistryError
-from embodireward.utils.io import atomic_path, atomic_write_json
+from embodireward.utils.io import atomic_path, atomic_write_json, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from embodireward.rewards.base import BaseRewardModel
@@ -82,10 +82,7 @@ def read_sidecar(weights_path: Path) -> Dict[str, Any]:
     sidecar_path = weights_path.with_suffix(".json")
     if not sidecar_path.is_file():
         raise RewardCheckpointError(f"reward model sidecar '{sidecar_path}' not found (it holds the model name and config)")
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RewardCheckpointError(f"reward model sidecar '{sidecar_path}' is unreadable: {exc}") from None
+    sidecar = read_json(sidecar_path, RewardCheckpointError, f"reward model sidecar '{sidecar_path}' is unreadable")
     if not isinstance(sidecar, dict) or not isinstance(sidecar.get("name"), str) or not isinstance(sidecar.get("config"), dict):
         raise RewardCheckpointError(f"reward model sidecar '{sidecar_path}' must be an object with 'name' and 'config'")
     if sidecar.get("format_version") != FORMAT_VERSION:

@@ -17,7 +17,6 @@ Train/val are split by trajectory, so frames of one episode never end up on both
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -26,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from embodireward.config import ConfigError
+from embodireward.config import ConfigError, config_error
+from embodireward.utils.io import read_json
 
 MANIFEST = "manifest.json"
 DEFAULT_DIRS = {"trajectory": ("positive", "negative"), "frames": ("success", "failure")}
@@ -53,9 +53,9 @@ class AugmentConfig:
     def validate(self, path: str) -> None:
         for key in ("shift_pad", "brightness", "contrast", "saturation", "hue"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"{path}.{key}" if path else key, f"must be >= 0, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be >= 0, got {getattr(self, key)}")
         if self.hue > 0.5:
-            raise ConfigError(f"{path}.hue" if path else "hue", f"must be <= 0.5, got {self.hue}")
+            raise config_error(path, "hue", f"must be <= 0.5, got {self.hue}")
 
 
 @dataclass
@@ -88,10 +88,7 @@ def load_manifest(data_dir: Path) -> Dict[str, Any]:
         raise DataError(f"reward data directory '{data_dir}' not found")
     if not path.is_file():
         raise DataError(f"reward data directory '{data_dir}' has no {MANIFEST} (collect data with the reward_data_collection callback)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"'{path}' is not valid JSON: {exc}") from None
+    manifest = read_json(path, DataError, f"'{path}' is not valid JSON")
     if not isinstance(manifest, dict) or manifest.get("format") not in DEFAULT_DIRS:
         raise DataError(f"'{path}': 'format' must be 'trajectory' or 'frames', got {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
     cameras = manifest.get("camera_keys")

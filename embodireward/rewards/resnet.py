@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from embodireward.config import ConfigError
+from embodireward.config import ConfigError, config_error
 from embodireward.registry import register_reward_model
 from embodireward.rewards.base import BaseImageRewardModel
 
@@ -39,26 +39,23 @@ class ResNetRewardConfig:
     pretrained_path: Optional[str] = None  # local encoder weights (.safetensors / .pt state dict)
 
     def validate(self, path: str) -> None:
-        def key(name: str) -> str:
-            return f"{path}.{name}" if path else name
-
         if self.hidden_dim < 1:
-            raise ConfigError(key("hidden_dim"), f"must be >= 1, got {self.hidden_dim}")
+            raise config_error(path, "hidden_dim", f"must be >= 1, got {self.hidden_dim}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(key("dropout"), f"must be in [0, 1), got {self.dropout}")
+            raise config_error(path, "dropout", f"must be in [0, 1), got {self.dropout}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
-            raise ConfigError(key("image_size"), f"expected [H, W] with both >= 8, got {self.image_size}")
+            raise config_error(path, "image_size", f"expected [H, W] with both >= 8, got {self.image_size}")
         if not self.camera_keys or len(set(self.camera_keys)) != len(self.camera_keys):
-            raise ConfigError(key("camera_keys"), f"expected a non-empty list of distinct camera keys, got {self.camera_keys}")
+            raise config_error(path, "camera_keys", f"expected a non-empty list of distinct camera keys, got {self.camera_keys}")
         if self.pretrained and self.pretrained_path:
-            raise ConfigError(key("pretrained_path"), "set either pretrained or pretrained_path, not both")
+            raise config_error(path, "pretrained_path", "set either pretrained or pretrained_path, not both")
         if self.pretrained_path and not Path(self.pretrained_path).is_file():
-            raise ConfigError(key("pretrained_path"), f"encoder weights file '{self.pretrained_path}' not found")
+            raise config_error(path, "pretrained_path", f"encoder weights file '{self.pretrained_path}' not found")
         if self.pretrained:
             try:
                 imagenet_weights_file(self.arch)
             except ValueError as exc:
-                raise ConfigError(key("pretrained"), str(exc)) from None
+                raise config_error(path, "pretrained", str(exc)) from None
 
 
 def imagenet_weights_file(arch: str) -> Path:

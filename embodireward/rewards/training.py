@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, WeightedRan
 from tqdm import tqdm
 
 from embodireward import builder
-from embodireward.config import ConfigError, apply_overrides, load_json, parse_dataclass
+from embodireward.config import ConfigError, apply_overrides, config_error, load_json, parse_dataclass
 from embodireward.registry import REWARD_MODELS, RegistryError, load_plugin
 from embodireward.rewards.base import BaseRewardModel, BaseVideoRewardModel
 from embodireward.rewards.checkpoint import save_reward_model
@@ -72,26 +72,23 @@ class RewardTrainConfig:
     progress_bar: bool = True
 
     def validate(self, path: str) -> None:
-        def fail(key: str, message: str) -> None:
-            raise ConfigError(f"{path}.{key}" if path else key, message)
-
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
-                fail(key, f"must be >= 1, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be >= 1, got {getattr(self, key)}")
         for key in ("weight_decay", "early_stopping_patience", "warmup_epochs", "grad_clip", "num_workers", "num_threads"):
             if getattr(self, key) < 0:
-                fail(key, f"must be >= 0, got {getattr(self, key)}")
+                raise config_error(path, key, f"must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:
-            fail("lr", f"must be > 0, got {self.lr}")
+            raise config_error(path, "lr", f"must be > 0, got {self.lr}")
         if not 0.0 < self.val_split < 1.0:
-            fail("val_split", f"must be in (0, 1), got {self.val_split}")
+            raise config_error(path, "val_split", f"must be in (0, 1), got {self.val_split}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
-            fail("max_train_samples", f"must be >= 1 or null, got {self.max_train_samples}")
+            raise config_error(path, "max_train_samples", f"must be >= 1 or null, got {self.max_train_samples}")
         if self.device != "auto":
             try:
                 torch.device(self.device)
             except RuntimeError:
-                fail("device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
+                raise config_error(path, "device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
 
 
 def load_reward_train_config(path: str | Path, overrides: Optional[List[str]] = None) -> RewardTrainConfig:

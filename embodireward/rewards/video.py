@@ -12,7 +12,7 @@ from typing import Dict, Literal
 import torch
 from torch import nn
 
-from embodireward.config import ConfigError
+from embodireward.config import config_error
 from embodireward.registry import register_reward_model
 from embodireward.rewards.base import BaseVideoRewardModel
 from embodireward.rewards.resnet import ENCODER_DIM, CameraEncoders, ResNetRewardConfig, build_head
@@ -27,7 +27,7 @@ class VideoRewardConfig(ResNetRewardConfig):
     def validate(self, path: str) -> None:
         super().validate(path)
         if self.num_frames < 1:
-            raise ConfigError(f"{path}.num_frames" if path else "num_frames", f"must be >= 1, got {self.num_frames}")
+            raise config_error(path, "num_frames", f"must be >= 1, got {self.num_frames}")
 
 
 @register_reward_model("video_reward")

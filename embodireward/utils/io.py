@@ -9,7 +9,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 @contextmanager
@@ -42,6 +42,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, error: Callable[[str], Exception], context: str) -> Any:
+    """Parse the JSON file at ``path``; if it cannot be read or parsed, raise ``error(f"{context}: {cause}")``.
+
+    ``context`` names the file (e.g. ``"reward model sidecar '<path>' is unreadable"``) so the one-line
+    error says which file is bad and why. The caller checks the file exists and the value's shape.
+    """
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{context}: {exc}") from None
 
 
 def create_exclusive(path: str | os.PathLike, data: bytes) -> bool:
