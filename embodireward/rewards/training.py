@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +274,7 @@ def train_reward_model(cfg: RewardTrainConfig | Dict[str, Any]) -> Dict[str, Any
             if isinstance(train_loader.sampler, DistributedSampler):
                 train_loader.sampler.set_epoch(epoch)
             loss_sum, correct, seen = 0.0, 0, 0
-            progress = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not (cfg.progress_bar and is_main))
+            progress = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not (cfg.progress_bar and is_main and sys.stdout.isatty()))  # logs get the per-epoch line only
             for images, labels in progress:
                 labels = labels.float().to(device)
                 logits = train_module(model.preprocess(images))  # through DDP's forward, so gradients are averaged
