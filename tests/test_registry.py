@@ -51,3 +51,25 @@ def test_list_command_prints_components_with_descriptions():
         assert heading in out
     line = next(line for line in out.splitlines() if line.strip().startswith("ppo"))
     assert "PPO" in line  # the docstring's first line
+
+
+def test_installed_package_plugins_load_through_the_entry_point_group(tmp_path, monkeypatch):
+    import importlib.metadata
+    import sys
+
+    from embodireward.registry import PLUGIN_ENTRY_POINT_GROUP, load_entry_point_plugins
+
+    (tmp_path / "ep_plugin_pkg.py").write_text(
+        "from embodireward import register_callback\n"
+        "from embodireward.trainer.callbacks import Callback\n"
+        "@register_callback('from_entry_point')\n"
+        "class FromEntryPoint(Callback):\n"
+        "    '''Registered by an installed package.'''\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = importlib.metadata.EntryPoint(name="ep", value="ep_plugin_pkg", group=PLUGIN_ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [entry] if group == PLUGIN_ENTRY_POINT_GROUP else [])
+    load_entry_point_plugins()
+    assert "from_entry_point" in CALLBACKS
+    sys.modules.pop("ep_plugin_pkg", None)
