@@ -140,3 +140,21 @@ def test_wandb_offline_run_directory_is_created(tmp_path, tiny_config, monkeypat
     offline_runs = list((tmp_path / "wandb").glob("offline-run-*")) + list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert offline_runs, list(tmp_path.rglob("*wandb*"))
     assert any(p.suffix == ".wandb" for run in offline_runs for p in run.iterdir())
+
+
+def test_evaluation_counts_whole_episodes_across_eval_envs():
+    from embodireward.config import NetworkConfig, PolicySection
+    from embodireward.envs.push_cube_2d import PushCube2D, PushCube2DConfig
+    from embodireward.policies.actor_critic import ActorCritic
+    from embodireward.trainer.evaluator import evaluate
+
+    env = PushCube2D(PushCube2DConfig(num_envs=4, episode_length=5), torch.device("cpu"), seed=0)
+    policy = ActorCritic(PolicySection(actor=NetworkConfig(hidden_sizes=[8]), critic=NetworkConfig(hidden_sizes=[8])),
+                         env.single_observation_space, env.single_action_space)
+    metrics, frames = evaluate(policy, env, seed=1, episodes=10, video_envs=2)
+    assert metrics["eval/episodes"] == 12  # ceil(10 / 4) = 3 episodes from each of the 4 envs
+    assert metrics["eval/length"] == 5
+    assert 0.0 <= metrics["eval/success_rate"] <= metrics["eval/success_once"] <= 1.0
+    assert frames.shape == (5, 64, 128, 3)  # the first episode of 2 envs side by side
+    again, _ = evaluate(policy, env, seed=1, episodes=10)
+    assert again == metrics  # same seed, same deterministic episodes

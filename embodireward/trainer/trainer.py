@@ -193,7 +193,8 @@ class Trainer:
             return {}
         runtime = self.config.runtime
         video_envs = min(runtime.video_episodes, self.eval_env.num_envs) if runtime.record_video else 0
-        metrics, frames = evaluate(self.policy, self.eval_env, seed=runtime.seed + 20_000, video_envs=video_envs)
+        metrics, frames = evaluate(self.policy, self.eval_env, seed=runtime.seed + 20_000,
+                                   episodes=runtime.eval_episodes, video_envs=video_envs)
         self.logger.add_scalars(metrics, self.global_step)
         if frames is not None:
             self._write_video(frames)
