@@ -209,5 +209,5 @@ def test_torchrun_training_writes_one_run_with_double_steps_and_resumes(tmp_path
     assert [p.name for p in (tmp_path / "out").iterdir()] == [run_dir.name]
     state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert (state["iteration"], state["global_step"]) == (3, 768)
-    assert [step for step, _ in scalars(run_dir)["charts/sps"]] == [256, 512, 768]
+    assert sorted(step for step, _ in scalars(run_dir)["charts/sps"]) == [256, 512, 768]  # event files load in any order
     assert json.loads((run_dir / "config.json").read_text())["policy"]["cfg"]["normalize_obs"] is True
