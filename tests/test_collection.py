@@ -257,3 +257,15 @@ def test_run_dir_placeholder_and_camera_check(tmp_path):
 def test_config_errors_name_the_key(cfg, key):
     with pytest.raises(ConfigError, match=rf"^callbacks\[0\]\.cfg\.{key}: "):
         parse_dataclass(RewardDataCollection.Config, cfg, "callbacks[0].cfg")
+
+
+def test_corrupt_existing_manifest_is_a_one_line_error_naming_the_file(tmp_path):
+    from embodireward.collection.reward_data import RewardDataCollection
+    from embodireward.config import ConfigError, parse_dataclass
+
+    (tmp_path / "manifest.json").write_text("{broken")
+    callback = RewardDataCollection(parse_dataclass(RewardDataCollection.Config, {"data_dir": str(tmp_path)}), None)
+    callback.manifest_path = tmp_path / "manifest.json"
+    with pytest.raises(ConfigError, match=r"manifest\.json: unreadable \(fix or remove it\)") as info:
+        callback._read_manifest()
+    assert "\n" not in str(info.value)

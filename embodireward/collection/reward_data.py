@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fcntl
 import io
-import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from embodireward.envs.base import RenderRequest
 from embodireward.registry import register_callback
 from embodireward.rewards.checkpoint import check_env_compatibility
 from embodireward.trainer.callbacks import Callback, StepData
-from embodireward.utils.io import atomic_write_json, create_exclusive
+from embodireward.utils.io import atomic_write_json, create_exclusive, read_json
 
 KINDS = ("positive", "negative")
 MANIFEST = "manifest.json"
@@ -152,10 +151,8 @@ class RewardDataCollection(Callback):
     def _read_manifest(self) -> Optional[Dict[str, Any]]:
         if not self.manifest_path.is_file():
             return None
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(str(self.manifest_path), f"not valid JSON ({exc.msg}); fix or remove it") from None
+        return read_json(self.manifest_path, lambda message: ConfigError(str(self.manifest_path), message),
+                         "unreadable (fix or remove it)")
 
     def _check_compatible(self, existing: Dict[str, Any]) -> None:
         source = str(self.manifest_path)

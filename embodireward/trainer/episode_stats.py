@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 
@@ -24,7 +24,7 @@ class EpisodeStats:
         self.env_return = torch.zeros(num_envs, device=device)
         self.length = torch.zeros(num_envs, device=device)
         self.success_once = torch.zeros(num_envs, dtype=torch.bool, device=device)
-        self._sums: Dict[str, float] = defaultdict(float)
+        self._sums: Dict[str, Union[float, torch.Tensor]] = defaultdict(float)
         self._counts: Dict[str, float] = defaultdict(float)
         self._reset_window()
 
@@ -36,7 +36,7 @@ class EpisodeStats:
         for key in EPISODE_KEYS:
             self._add(key, 0.0, 0.0)
 
-    def _add(self, key: str, total: float, count: float) -> None:
+    def _add(self, key: str, total: Union[float, torch.Tensor], count: float) -> None:
         self._sums[key] += total
         self._counts[key] += count
 
@@ -49,7 +49,8 @@ class EpisodeStats:
         self.length += 1
         for group in ("rewards", "metrics"):
             for key, value in info.get(group, {}).items():
-                self._add(f"{group}/{key}", value.float().sum().item(), num_envs)
+                # a tensor sum, not .item(): no device sync per key per step; summary() converts once
+                self._add(f"{group}/{key}", value.float().sum(), num_envs)
         if success is not None:
             self.success_once |= success
         done = terminated | truncated
@@ -69,7 +70,7 @@ class EpisodeStats:
     def summary(self) -> Dict[str, float]:
         """Means since the last call (pooled over ranks); keys with no data are left out."""
         keys = sorted(self._sums)
-        packed = torch.tensor([self._sums[k] for k in keys] + [self._counts[k] for k in keys], dtype=torch.float64)
+        packed = torch.tensor([float(self._sums[k]) for k in keys] + [self._counts[k] for k in keys], dtype=torch.float64)
         packed = all_reduce_sum(packed)
         sums, counts = packed[: len(keys)], packed[len(keys):]
         self._reset_window()
