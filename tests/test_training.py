@@ -32,7 +32,7 @@ def test_run_writes_config_checkpoints_and_documented_scalars(tmp_path, tiny_con
     assert list((run_dir / "videos").glob("eval_*.gif"))
     logged = scalars(run_dir)
     for tag in ("charts/sps", "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
-                "losses/clip_fraction", "losses/explained_variance", "episode/return", "episode/length",
+                "losses/clip_fraction", "losses/explained_variance", "losses/log_std", "episode/return", "episode/length",
                 "episode/success_once", "episode/success_at_end", "rewards/reach", "rewards/push", "rewards/success",
                 "metrics/cube_goal_dist", "eval/success_rate", "eval/return"):
         assert tag in logged, tag

@@ -162,8 +162,7 @@ class PPO(Algorithm):
         metrics["explained_variance"] = explained_variance
         # one all-reduce, so rank 0 logs the average over ranks rather than its own share's numbers
         metrics = dict(zip(metrics, all_reduce_mean(torch.tensor(list(metrics.values()), dtype=torch.float64)).tolist()))
-        metrics.update(learning_rate=lr, num_minibatch_updates=float(num_updates),
-                       log_std=self.policy.log_std.mean().item() if hasattr(self.policy, "log_std") else float("nan"))
+        metrics.update(learning_rate=lr, num_minibatch_updates=float(num_updates), **self.policy.metrics())
         return metrics
 
     # -- checkpointing ------------------------------------------------------------------------

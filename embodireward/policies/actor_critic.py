@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Dict, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -61,6 +61,9 @@ class ActorCritic(Policy):
     def update_normalizer(self, obs: Obs) -> None:
         if self.normalizer is not None:
             self.normalizer.update(obs[self.cfg.normalize_key] if isinstance(obs, dict) else obs)
+
+    def metrics(self) -> Dict[str, float]:
+        return {"log_std": self.log_std.mean().item()}
 
     # -- Policy interface ---------------------------------------------------------------------
     def _distribution(self, obs: Obs) -> Normal:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Tuple
+from typing import Dict, Tuple
 
 import torch
 from torch import nn
@@ -30,6 +30,10 @@ class Policy(nn.Module, ABC):
 
     def update_normalizer(self, obs: Obs) -> None:
         """Feed a batch of observations to running statistics, if the policy keeps any."""
+
+    def metrics(self) -> Dict[str, float]:
+        """Policy-specific scalars logged after each update (e.g. the action noise)."""
+        return {}
 
     def forward(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Losses go through forward() so a DistributedDataParallel wrapper syncs gradients.
