@@ -34,3 +34,43 @@ def test_gae_uses_last_values_for_an_unfinished_episode():
     none = torch.zeros(2, 1, dtype=torch.bool)
     adv, _ = compute_gae(rewards, values, torch.tensor([10.0]), torch.zeros(2, 1), none, none, gamma=0.5, gae_lambda=1.0)
     assert torch.allclose(adv, torch.tensor([[2.5], [5.0]]))
+
+
+def _rollout_with_one_termination(bootstrap_at_done):
+    """PPO collects 3 steps of one env whose episode terminates at step 1; returns its buffer."""
+    import gymnasium as gym
+
+    from embodireward.algos.ppo import PPO, PPOConfig
+    from embodireward.config import NetworkConfig, PolicySection
+    from embodireward.policies.actor_critic import ActorCritic
+
+    obs_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+    torch.manual_seed(0)
+    policy = ActorCritic(PolicySection(actor=NetworkConfig(hidden_sizes=[4]), critic=NetworkConfig(hidden_sizes=[4])), obs_space, action_space)
+    ppo = PPO(PPOConfig(num_minibatches=1, gamma=0.9, bootstrap_at_done=bootstrap_at_done), policy, torch.device("cpu"))
+    ppo.initialize_buffer(3, 1, obs_space, action_space)
+    final_obs = torch.tensor([[0.5, -0.5]])
+    no = torch.tensor([False])
+
+    def step_env(actions, t=iter(range(3))):
+        ended = torch.tensor([next(t) == 1])
+        return torch.zeros(1, 2), torch.ones(1), ended, no, {"final_obs": final_obs if ended else torch.zeros(1, 2)}
+
+    ppo.collect_rollout(torch.zeros(1, 2), 3, step_env)
+    return ppo.buffer, policy.get_value(final_obs)
+
+
+def test_ppo_bootstraps_terminated_episodes_only_when_asked():
+    buffer, _ = _rollout_with_one_termination("truncated")
+    assert buffer.terminated[:, 0].tolist() == [False, True, False]
+    assert buffer.bootstrap_values[1, 0] == 0
+
+    buffer, final_value = _rollout_with_one_termination("always")  # ManiSkill's baseline
+    assert buffer.terminated[:, 0].tolist() == [False, False, False]
+    assert buffer.dones[:, 0].tolist() == [False, True, False]
+    assert torch.allclose(buffer.bootstrap_values[1], final_value) and final_value.abs().item() > 0
+    # the advantage at the end step uses r + gamma * V(final_obs): the lambda-chain stops there
+    expected = 1.0 + 0.9 * final_value - buffer.values[1]
+    assert torch.allclose(buffer.advantages[1], expected, atol=1e-6)
+

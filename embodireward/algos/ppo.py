@@ -40,6 +40,11 @@ class PPOConfig:
     target_kl: Optional[float] = None
     normalize_advantages: bool = True
     adam_eps: float = 1e-5
+    # which episode ends GAE bootstraps from V(final_obs): "truncated" (time-limit cuts only; a
+    # terminated episode's next value is 0) or "always" (ManiSkill's PPO baseline: a task that
+    # terminates on success then values success like staying at the goal, so a dense reward never
+    # pays the policy for hovering short of it)
+    bootstrap_at_done: Literal["truncated", "always"] = "truncated"
 
     def validate(self, path: str) -> None:
         for key in ("learning_rate", "num_epochs", "num_minibatches", "clip_coef", "max_grad_norm"):
@@ -79,11 +84,12 @@ class PPO(Algorithm):
             actions, log_probs, values = self.policy.get_action(obs)
             next_obs, rewards, terminated, truncated, info = step_env(actions)
             # A time-limit cut is not a real end: bootstrap from the value of the true final obs.
+            ends_value = terminated if self.cfg.bootstrap_at_done == "truncated" else torch.zeros_like(terminated)
             bootstrap_values = torch.zeros_like(rewards)
-            cut = truncated & ~terminated
+            cut = (terminated | truncated) & ~ends_value
             if cut.any():
                 bootstrap_values[cut] = self.policy.get_value(obs_index(info["final_obs"], cut))
-            self.buffer.add(obs, actions, log_probs, values, rewards, terminated, terminated | truncated, bootstrap_values)
+            self.buffer.add(obs, actions, log_probs, values, rewards, ends_value, terminated | truncated, bootstrap_values)
             obs = next_obs
         last_values = self.policy.get_value(obs)
         b = self.buffer

@@ -35,8 +35,9 @@ def _obs_flatten(obs: Obs) -> Obs:
 class RolloutBuffer:
     """Holds one rollout of every env; PPO computes advantages into it and samples minibatches.
 
-    ``bootstrap_values[t]`` is ``V(final_obs)`` for envs truncated (not terminated) at step ``t``:
-    the value GAE bootstraps from at a time-limit cut (zero elsewhere).
+    ``terminated[t]`` marks episode ends whose next value is zero; ``bootstrap_values[t]`` is
+    ``V(final_obs)`` for the other episode ends at step ``t`` (time-limit cuts, and every end under
+    PPO's ``bootstrap_at_done: always``): the value GAE bootstraps from there (zero elsewhere).
     """
 
     def __init__(self, num_steps: int, num_envs: int, obs_space: gym.Space, action_dim: int, device: torch.device):
