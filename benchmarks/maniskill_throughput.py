@@ -27,6 +27,7 @@ from embodireward.envs.maniskill import ManiSkillConfig, ManiSkillVecEnv
 from embodireward.trainer.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 def measure(env_id: str, num_envs: int, render: str, steps: int, size: int, sim_backend: str) -> dict:
@@ -34,6 +35,7 @@ def measure(env_id: str, num_envs: int, render: str, steps: int, size: int, sim_
         "env_id": env_id, "num_envs": num_envs, "sim_backend": sim_backend,
         "camera": {"key": "base_camera", "width": size, "height": size},
     })
+    torch.set_num_threads(1)  # as the training configs' rollout_threads: no torch threads competing with workers
     start = time.perf_counter()
     env = ManiSkillVecEnv(cfg, torch.device("cpu"), seed=0)
     build = time.perf_counter() - start
@@ -56,11 +58,15 @@ def measure(env_id: str, num_envs: int, render: str, steps: int, size: int, sim_
 
 
 def measure_training(env_id: str, num_envs: int, render: str, iterations: int, size: int, sim_backend: str) -> float:
-    """Training-loop env steps/s, averaged over iterations after the first (which pays the warm-up)."""
+    """Training-loop env steps/s, averaged over iterations after the first (which pays the warm-up).
+
+    Threads as the config sets them: torch's default for the update, ``rollout_threads`` (1) for collection.
+    """
+    torch.set_num_threads(DEFAULT_THREADS)
     data = json.loads((REPO_ROOT / "configs/maniskill/pushcube_ppo.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         data["runtime"].update(iterations=iterations + 1, eval_freq=0, save_freq=0,
-                               progress_bar=False, run_dir=f"{tmp}/run", device="cpu", num_threads=1)
+                               progress_bar=False, run_dir=f"{tmp}/run", device="cpu")
         data["env"]["cfg"].update(env_id=env_id, num_envs=num_envs, sim_backend=sim_backend,
                                   camera={"key": "base_camera", "width": size, "height": size})
         if render != "never":
@@ -82,14 +88,13 @@ def main() -> None:
     parser.add_argument("--env-ids", nargs="+", default=["PickCube-v1", "PushCube-v1"])
     parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--renders", nargs="+", default=["never", "episode_end"], choices=["never", "episode_end", "every_step"])
-    parser.add_argument("--steps", type=int, default=200, help="timed steps per configuration (episodes are 50 steps)")
+    parser.add_argument("--steps", type=int, default=1000, help="timed steps per configuration (episodes are 50 steps)")
     parser.add_argument("--size", type=int, default=128, help="camera width and height")
     parser.add_argument("--sim-backend", default="auto", choices=["auto", "gpu", "cpu"])
     parser.add_argument("--train", action="store_true", help="also measure the PPO training loop on each setting")
     parser.add_argument("--train-iterations", type=int, default=3, help="timed PPO iterations (rollout_steps of the config per env each)")
     args = parser.parse_args()
 
-    torch.set_num_threads(1)
     train_header = f" {'train steps/s':>13} {'of bare':>7}" if args.train else ""
     print(f"{'env':<13} {'envs':>4} {'backend':<7} {'render':<11} {'build s':>7} {'warmup s':>8} {'frames':>6} {'env steps/s':>11}{train_header}", flush=True)
     for env_id in args.env_ids:

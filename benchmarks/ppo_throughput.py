@@ -2,8 +2,8 @@
 
     python benchmarks/ppo_throughput.py [--num-envs 1024] [--iterations 10] [--threads 0]
 
-(a) bare env: ``push_cube_2d`` stepping random actions; (b) rollout only: env + policy inference
-(what the rollout phase of training costs); (c) the full training loop (rollout + PPO update,
+(a) bare env: ``push_cube_2d`` stepping random actions; (b) env + the policy's action sampling
+(``Policy.act``, the per-step part of the rollout phase); (c) the full training loop (rollout + PPO update,
 default ``configs/push_cube_2d/ppo.json`` settings: 2x256 MLP, 8 epochs x 16 minibatches).
 Peak memory is the process's maximum resident set size.
 """
@@ -46,7 +46,7 @@ def rollout_only_sps(trainer: Trainer, steps: int) -> float:
     obs, _ = trainer.env.reset(seed=0)
     start = time.perf_counter()
     for _ in range(steps):
-        actions, _, _ = trainer.policy.get_action(obs)
+        actions, _ = trainer.policy.act(obs)
         obs, *_ = trainer.env.step(actions.clamp(-1, 1))
     return trainer.env.num_envs * steps / (time.perf_counter() - start)
 
@@ -66,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(args.num_envs, args.iterations, tmp)
         rollout = rollout_only_sps(trainer, steps=200)
-        print(f"(b) env + policy inference:        {rollout:12,.0f} env steps/s ({rollout / bare:.1%} of bare)")
+        print(f"(b) env + policy action sampling:  {rollout:12,.0f} env steps/s ({rollout / bare:.1%} of bare)")
         start = time.perf_counter()
         trainer.train()
         elapsed = time.perf_counter() - start

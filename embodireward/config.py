@@ -190,6 +190,9 @@ class RuntimeConfig:
     record_video: bool = False
     video_episodes: int = 1
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # threads while collecting rollouts; 0: num_threads. 1 suits envs that simulate in worker
+    # processes: small per-step batches gain nothing from threads, whose spinning takes the workers' cores
+    rollout_threads: int = 0
     progress_bar: bool = True
 
     def validate(self, path: str) -> None:
@@ -199,7 +202,7 @@ class RuntimeConfig:
         for key in ("iterations", "rollout_steps"):
             if getattr(self, key) < 1:
                 raise config_error(path, key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("eval_freq", "save_freq", "eval_episodes", "log_freq", "num_threads"):
+        for key in ("eval_freq", "save_freq", "eval_episodes", "log_freq", "num_threads", "rollout_threads"):
             if getattr(self, key) < 0:
                 raise config_error(path, key, f"must be >= 0, got {getattr(self, key)}")
         if self.resume and self.init_from:

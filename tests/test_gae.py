@@ -53,11 +53,15 @@ def _rollout_with_one_termination(bootstrap_at_done):
     final_obs = torch.tensor([[0.5, -0.5]])
     no = torch.tensor([False])
 
-    def step_env(actions, t=iter(range(3))):
-        ended = torch.tensor([next(t) == 1])
-        return torch.zeros(1, 2), torch.ones(1), ended, no, {"final_obs": final_obs if ended else torch.zeros(1, 2)}
+    def step_env(actions, steps=iter(range(3))):
+        t = next(steps)
+        next_obs = torch.tensor([[0.1 * (t + 1), 0.0]])  # distinct observations, so values differ per step
+        ended = torch.tensor([t == 1])
+        return next_obs, torch.ones(1), ended, no, {"final_obs": final_obs if ended else next_obs}
 
     ppo.collect_rollout(torch.zeros(1, 2), 3, step_env)
+    # values are computed in one batch after the rollout: V(s_t) of the stored observations
+    assert torch.allclose(ppo.buffer.values, policy.get_value(ppo.buffer.observations()).view(3, 1))
     return ppo.buffer, policy.get_value(final_obs)
 
 

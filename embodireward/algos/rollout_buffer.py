@@ -55,18 +55,17 @@ class RolloutBuffer:
         self.returns = torch.zeros(shape, device=device)
         self.step = 0
 
-    def add(self, obs: Obs, actions, log_probs, values, rewards, terminated, dones, bootstrap_values) -> None:
+    def add(self, obs: Obs, actions, log_probs, rewards, terminated, dones) -> None:
+        """Store one step; values, bootstrap values and advantages are filled in after the rollout."""
         if self.step >= self.num_steps:
             raise RuntimeError("rollout buffer is full; call clear() before a new rollout")
         t = self.step
         _obs_assign(self.obs, t, obs)
         self.actions[t] = actions
         self.log_probs[t] = log_probs
-        self.values[t] = values
         self.rewards[t] = rewards
         self.terminated[t] = terminated
         self.dones[t] = dones
-        self.bootstrap_values[t] = bootstrap_values
         self.step += 1
 
     def clear(self) -> None:

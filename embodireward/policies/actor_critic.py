@@ -66,9 +66,9 @@ class ActorCritic(Policy):
         return {"log_std": self.log_std.mean().item()}
 
     # -- Policy interface ---------------------------------------------------------------------
-    def _distribution(self, obs: Obs) -> Normal:
+    def _distribution(self, obs: Obs, validate: bool = True) -> Normal:
         mean = self.actor_mean(self.actor_encoder(obs))
-        return Normal(mean, self.log_std.exp().expand_as(mean))
+        return Normal(mean, self.log_std.exp().expand_as(mean), validate_args=validate)
 
     def _value(self, obs: Obs) -> torch.Tensor:
         return self.critic_head(self.critic_encoder(obs)).squeeze(-1)
@@ -78,6 +78,12 @@ class ActorCritic(Policy):
         dist = self._distribution(obs)
         action = dist.mean if deterministic else dist.sample()
         return action, dist.log_prob(action).sum(-1), self._value(obs)
+
+    def act(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        # no argument checks on this per-step path; evaluate_actions in the update still catches NaNs
+        dist = self._distribution(self._normalize(obs), validate=False)
+        action = dist.mean if deterministic else dist.sample()
+        return action, dist.log_prob(action).sum(-1)
 
     def get_value(self, obs: Obs) -> torch.Tensor:
         return self._value(self._normalize(obs))

@@ -20,6 +20,14 @@ class Policy(nn.Module, ABC):
     def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(action, log_prob, value)``, each with leading dimension ``B``."""
 
+    def act(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(action, log_prob)``: what rollouts and evaluation need, without the value.
+
+        Override it to skip the critic; PPO computes the rollout's values afterwards in large batches.
+        """
+        action, log_prob, _ = self.get_action(obs, deterministic)
+        return action, log_prob
+
     @abstractmethod
     def get_value(self, obs: Obs) -> torch.Tensor:
         """Returns the value estimate ``[B]``."""

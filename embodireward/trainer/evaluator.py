@@ -39,7 +39,7 @@ def evaluate(policy: Policy, env: VecEnv, seed: int, episodes: Optional[int] = N
     for _ in range(env.max_episode_steps * (per_env + 1)):  # bound: every episode ends by its time limit
         if video_envs and bool((finished[:video_envs] == 0).any()):
             frames.append(_tile(env.render_frames(), video_envs))
-        actions, _, _ = policy.get_action(obs, deterministic=True)
+        actions, _ = policy.act(obs, deterministic=True)
         obs, reward, terminated, truncated, info = env.step(torch.clamp(actions, low, high))
         episode_return += reward
         episode_length += 1

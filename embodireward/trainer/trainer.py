@@ -1,6 +1,7 @@
 """The training loop: rollout -> update -> log -> evaluate -> checkpoint (rsl_rl's OnPolicyRunner)."""
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import time
@@ -29,6 +30,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Use ``count`` torch intra-op threads inside the block (0: leave the setting alone)."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def make_run_dir(config: TrainConfig, resume_checkpoint: Optional[Path]) -> Path:
@@ -140,7 +153,8 @@ class Trainer:
         try:
             while self.iteration < runtime.iterations:
                 start = time.perf_counter()
-                obs = self.algo.collect_rollout(obs, runtime.rollout_steps, self._step_env)
+                with torch_threads(runtime.rollout_threads):
+                    obs = self.algo.collect_rollout(obs, runtime.rollout_steps, self._step_env)
                 rollout_time = time.perf_counter() - start
                 self.callbacks.on_rollout_end(self)
                 update_metrics = self.algo.update(progress=self.iteration / runtime.iterations)
@@ -193,8 +207,9 @@ class Trainer:
             return {}
         runtime = self.config.runtime
         video_envs = min(runtime.video_episodes, self.eval_env.num_envs) if runtime.record_video else 0
-        metrics, frames = evaluate(self.policy, self.eval_env, seed=runtime.seed + 20_000,
-                                   episodes=runtime.eval_episodes, video_envs=video_envs)
+        with torch_threads(runtime.rollout_threads):  # the same small-batch stepping as a rollout
+            metrics, frames = evaluate(self.policy, self.eval_env, seed=runtime.seed + 20_000,
+                                       episodes=runtime.eval_episodes, video_envs=video_envs)
         self.logger.add_scalars(metrics, self.global_step)
         if frames is not None:
             self._write_video(frames)
