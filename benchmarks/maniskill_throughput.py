@@ -24,10 +24,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from embodireward.config import parse_dataclass, parse_train_config
 from embodireward.envs.maniskill import ManiSkillConfig, ManiSkillVecEnv
-from embodireward.trainer.trainer import Trainer
+from embodireward.trainer.trainer import Trainer, torch_threads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_THREADS = torch.get_num_threads()
 
 
 def measure(env_id: str, num_envs: int, render: str, steps: int, size: int, sim_backend: str) -> dict:
@@ -35,7 +34,6 @@ def measure(env_id: str, num_envs: int, render: str, steps: int, size: int, sim_
         "env_id": env_id, "num_envs": num_envs, "sim_backend": sim_backend,
         "camera": {"key": "base_camera", "width": size, "height": size},
     })
-    torch.set_num_threads(1)  # as the training configs' rollout_threads: no torch threads competing with workers
     start = time.perf_counter()
     env = ManiSkillVecEnv(cfg, torch.device("cpu"), seed=0)
     build = time.perf_counter() - start
@@ -62,7 +60,6 @@ def measure_training(env_id: str, num_envs: int, render: str, iterations: int, s
 
     Threads as the config sets them: torch's default for the update, ``rollout_threads`` (1) for collection.
     """
-    torch.set_num_threads(DEFAULT_THREADS)
     data = json.loads((REPO_ROOT / "configs/maniskill/pushcube_ppo.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         data["runtime"].update(iterations=iterations + 1, eval_freq=0, save_freq=0,
@@ -100,7 +97,8 @@ def main() -> None:
     for env_id in args.env_ids:
         for num_envs in args.num_envs:
             for render in args.renders:
-                r = measure(env_id, num_envs, render, args.steps, args.size, args.sim_backend)
+                with torch_threads(1):  # as the configs' rollout_threads: no torch threads competing with the workers
+                    r = measure(env_id, num_envs, render, args.steps, args.size, args.sim_backend)
                 train = ""
                 if args.train:
                     train_sps = measure_training(env_id, num_envs, render, args.train_iterations, args.size, args.sim_backend)

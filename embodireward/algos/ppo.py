@@ -21,7 +21,7 @@ from embodireward.envs.base import Obs
 from embodireward.policies.base import Policy
 from embodireward.registry import register_algo
 from embodireward.utils.distributed import all_reduce_mean
-from embodireward.utils.obs import obs_cat, obs_index
+from embodireward.utils.obs import map_in_chunks, obs_cat, obs_index
 
 
 @dataclass
@@ -107,10 +107,9 @@ class PPO(Algorithm):
         )
         return obs
 
-    def _values(self, obs: Obs, chunk: int = 4096) -> torch.Tensor:
+    def _values(self, obs: Obs) -> torch.Tensor:
         """``V(obs)`` of a flat batch, in chunks that bound the memory of image encoders."""
-        size = len(next(iter(obs.values())) if isinstance(obs, dict) else obs)
-        return torch.cat([self.policy.get_value(obs_index(obs, slice(start, start + chunk))) for start in range(0, size, chunk)])
+        return map_in_chunks(self.policy.get_value, obs, chunk=4096)
 
     # -- policy update ------------------------------------------------------------------------
     def learning_rate(self, progress: float) -> float:

@@ -73,17 +73,18 @@ class ActorCritic(Policy):
     def _value(self, obs: Obs) -> torch.Tensor:
         return self.critic_head(self.critic_encoder(obs)).squeeze(-1)
 
+    def _sample(self, obs: Obs, deterministic: bool, validate: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        dist = self._distribution(obs, validate)
+        action = dist.mean if deterministic else dist.sample()
+        return action, dist.log_prob(action).sum(-1)
+
     def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         obs = self._normalize(obs)
-        dist = self._distribution(obs)
-        action = dist.mean if deterministic else dist.sample()
-        return action, dist.log_prob(action).sum(-1), self._value(obs)
+        return (*self._sample(obs, deterministic, validate=True), self._value(obs))
 
     def act(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         # no argument checks on this per-step path; evaluate_actions in the update still catches NaNs
-        dist = self._distribution(self._normalize(obs), validate=False)
-        action = dist.mean if deterministic else dist.sample()
-        return action, dist.log_prob(action).sum(-1)
+        return self._sample(self._normalize(obs), deterministic, validate=False)
 
     def get_value(self, obs: Obs) -> torch.Tensor:
         return self._value(self._normalize(obs))

@@ -7,6 +7,7 @@ import torch
 
 from embodireward.registry import REWARD_MODELS
 from embodireward.rewards.base import BaseRewardModel, Images
+from embodireward.utils.obs import map_in_chunks, obs_batch_size
 
 
 class RewardManager:
@@ -38,12 +39,9 @@ class RewardManager:
     def compute_rewards(self, images: Images, name: Optional[str] = None) -> torch.Tensor:
         """P(success) float ``[B]`` on the manager's device; ``images`` as the model's ``compute_reward`` takes them."""
         model = self.get_model(name)
-        size = next(iter(images.values())).shape[0] if isinstance(images, dict) else images.shape[0]
-        chunks = []
-        for start in range(0, size, self.batch_size):
-            chunk = {k: v[start:start + self.batch_size] for k, v in images.items()} if isinstance(images, dict) else images[start:start + self.batch_size]
-            chunks.append(model.compute_reward(chunk).reshape(-1))
-        return torch.cat(chunks) if chunks else torch.zeros(0, device=self.device)
+        if obs_batch_size(images) == 0:
+            return torch.zeros(0, device=self.device)
+        return map_in_chunks(lambda chunk: model.compute_reward(chunk).reshape(-1), images, self.batch_size)
 
     def to_device(self, device: Union[str, torch.device]) -> "RewardManager":
         self.device = torch.device(device)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, Subset, WeightedRandomSampler
@@ -35,6 +33,7 @@ from embodireward.rewards.data import AugmentConfig, RewardDataset, load_manifes
 from embodireward.rewards.metrics import auroc, best_f1_threshold, binary_metrics
 from embodireward.utils import distributed as dist_utils
 from embodireward.utils.io import atomic_write_json
+from embodireward.utils.seed import seed_everything
 
 MONITOR_MODES = {"val/f1": "max", "val/auroc": "max", "val/accuracy": "max", "val/loss": "min"}
 NUM_LOGGED_IMAGES = 16  # validation samples shown in TensorBoard with their probabilities
@@ -205,12 +204,6 @@ def log_samples(writer, dataset: RewardDataset, picks: torch.Tensor, probs: torc
     writer.add_images("val/samples", images, epoch, dataformats="NCHW")
     rows = [f"| {n} | {int(dataset.labels()[i] > 0.5)} | {float(probs[i]):.3f} |" for n, i in enumerate(picks.tolist())]
     writer.add_text("val/sample_probs", "| image | label | P(success) |\n|---|---|---|\n" + "\n".join(rows), epoch)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def train_reward_model(cfg: RewardTrainConfig | Dict[str, Any]) -> Dict[str, Any]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import random
 import sys
 import time
 from datetime import datetime
@@ -24,20 +23,17 @@ from embodireward.trainer.evaluator import evaluate
 from embodireward.trainer.logger import Logger
 from embodireward.utils import distributed as dist_utils
 from embodireward.utils.io import atomic_write_json
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from embodireward.utils.seed import seed_everything
 
 
 @contextlib.contextmanager
 def torch_threads(count: int):
     """Use ``count`` torch intra-op threads inside the block (0: leave the setting alone)."""
+    if not count:
+        yield
+        return
     previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
+    torch.set_num_threads(count)
     try:
         yield
     finally:

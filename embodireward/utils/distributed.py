@@ -87,10 +87,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _use_nccl(device_spec: str) -> bool:
-    return device_spec != "cpu" and torch.cuda.is_available()
-
-
 @contextmanager
 def process_group(device_spec: str) -> Iterator[None]:
     """Join the process group when launched by torchrun with ``WORLD_SIZE`` > 1; leave it on exit.
@@ -99,9 +95,10 @@ def process_group(device_spec: str) -> Iterator[None]:
     """
     joined = launched_world_size() > 1 and not is_distributed()
     if joined:
-        if _use_nccl(device_spec):
+        use_nccl = device_spec != "cpu" and torch.cuda.is_available()
+        if use_nccl:
             torch.cuda.set_device(local_rank())
-        dist.init_process_group(backend="nccl" if _use_nccl(device_spec) else "gloo")
+        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
     try:
         yield
     finally:

@@ -18,6 +18,15 @@ def obs_index(obs: Obs, index) -> Obs:
     return obs_map(lambda value: value[index], obs)
 
 
+def obs_batch_size(obs: Obs) -> int:
+    return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+
+
+def map_in_chunks(fn: Callable[[Obs], torch.Tensor], obs: Obs, chunk: int) -> torch.Tensor:
+    """``fn`` over consecutive slices of at most ``chunk`` rows, concatenated: bounds peak memory."""
+    return torch.cat([fn(obs_index(obs, slice(start, start + chunk))) for start in range(0, obs_batch_size(obs), chunk)])
+
+
 def obs_cat(parts: List[Obs]) -> Obs:
     """Concatenate observations along the batch dimension."""
     if isinstance(parts[0], dict):
