@@ -159,3 +159,31 @@ def test_evaluation_counts_whole_episodes_across_eval_envs():
     assert frames.shape == (5, 64, 128, 3)  # the first episode of 2 envs side by side
     again, _ = evaluate(policy, env, seed=1, episodes=10)
     assert again == metrics  # same seed, same deterministic episodes
+
+
+class ThreadProbe(Callback):
+    """Records torch's intra-op thread count during env steps and at the end of each update."""
+
+    def __init__(self):
+        self.during_steps, self.after_updates = set(), set()
+
+    def on_step(self, trainer, data):
+        self.during_steps.add(torch.get_num_threads())
+
+    def on_update_end(self, trainer, metrics):
+        self.after_updates.add(torch.get_num_threads())
+
+
+def test_rollout_threads_apply_to_collection_only(tiny_config, monkeypatch):
+    from embodireward.trainer import trainer as trainer_module
+
+    probe = ThreadProbe()
+    monkeypatch.setattr(trainer_module.builder, "build_callbacks", lambda config, trainer: [probe])
+    tiny_config["runtime"].update(iterations=2, num_threads=2, rollout_threads=1)
+    previous = torch.get_num_threads()
+    try:
+        assert train_from_dict(tiny_config) == 0
+    finally:
+        torch.set_num_threads(previous)
+    assert probe.during_steps == {1}  # collection ran with rollout_threads
+    assert probe.after_updates == {2}  # the update got num_threads back
