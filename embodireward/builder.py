@@ -65,6 +65,10 @@ def validate_config(config: TrainConfig, base_dir: Optional[Path] = None) -> Dic
     policy_cls = lookup(POLICIES, config.policy.name, "policy.name")
     resolved["policy"]["cfg"] = to_dict(parse_component_cfg(policy_cls, config.policy.cfg, "policy.cfg"))
     algo_cls = lookup(ALGOS, config.algorithm.name, "algorithm.name")
+    missing = [name for name in getattr(algo_cls, "policy_methods", ()) if not callable(getattr(policy_cls, name, None))]
+    if missing:
+        raise ConfigError("policy.name", f"'{config.policy.name}' lacks {', '.join(missing)}, which algorithm "
+                                         f"'{config.algorithm.name}' calls; use a policy made for it")
     resolved["algorithm"]["cfg"] = to_dict(parse_component_cfg(algo_cls, config.algorithm.cfg, "algorithm.cfg"))
     for i, section in enumerate(config.callbacks):
         callback_cls = lookup(CALLBACKS, section.name, f"callbacks[{i}].name")
@@ -98,8 +102,11 @@ def build_policy(config: TrainConfig, obs_space, action_space, device: torch.dev
 
 
 def build_algo(config: TrainConfig, policy, device: torch.device):
+    from embodireward.utils.precision import Precision
+
     algo_cls = ALGOS.get(config.algorithm.name)
-    return algo_cls(parse_component_cfg(algo_cls, config.algorithm.cfg, "algorithm.cfg"), policy, device)
+    cfg = parse_component_cfg(algo_cls, config.algorithm.cfg, "algorithm.cfg")
+    return algo_cls(cfg, policy, device, precision=Precision(config.runtime.precision, device), compile=config.runtime.compile)
 
 
 def build_callbacks(config: TrainConfig, trainer) -> List[Any]:

@@ -193,6 +193,8 @@ class RuntimeConfig:
     # threads while collecting rollouts; 0: num_threads. 1 suits envs that simulate in worker
     # processes: small per-step batches gain nothing from threads, whose spinning takes the workers' cores
     rollout_threads: int = 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"  # compute type of updates and inference (utils.precision)
+    compile: bool = False  # torch.compile the update and inference
     progress_bar: bool = True
 
     def validate(self, path: str) -> None:

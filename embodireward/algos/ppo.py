@@ -18,9 +18,10 @@ from embodireward.algos.gae import compute_gae
 from embodireward.algos.rollout_buffer import RolloutBuffer
 from embodireward.config import ConfigError, config_error
 from embodireward.envs.base import Obs
-from embodireward.policies.base import Policy
+from embodireward.policies.base import ActorCriticPolicy
 from embodireward.registry import register_algo
-from embodireward.utils.distributed import all_reduce_mean
+from embodireward.utils.distributed import all_reduce_mean, data_parallel
+from embodireward.utils.precision import Precision
 from embodireward.utils.obs import map_in_chunks, obs_cat, obs_index
 
 
@@ -60,12 +61,14 @@ class PPO(Algorithm):
     """PPO with GAE, clipped surrogate, value clipping, entropy bonus and target-KL early stop."""
 
     Config = PPOConfig
+    policy_methods = ("act", "get_value", "evaluate_actions")
 
-    def __init__(self, cfg: PPOConfig, policy: Policy, device: torch.device):
-        self.cfg = cfg
-        self.policy = policy
-        self.train_module: nn.Module = policy  # replaced by a DistributedDataParallel wrapper when distributed
-        self.device = device
+    def __init__(self, cfg: PPOConfig, policy: ActorCriticPolicy, device: torch.device,
+                 precision: Optional[Precision] = None, compile: bool = False):
+        super().__init__(cfg, policy, device, precision, compile)
+        # losses go through forward(): under torchrun DistributedDataParallel averages the gradients;
+        # the normaliser pools its statistics over ranks itself, so no per-forward buffer broadcast
+        self.train_module: nn.Module = data_parallel(policy, device, broadcast_buffers=False)
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
         self.buffer: Optional[RolloutBuffer] = None
         self.generator = torch.Generator()

@@ -73,8 +73,14 @@ class VecEnv(ABC):
     """Base class of registered vector envs.
 
     Subclasses set ``num_envs``, ``device``, ``single_observation_space``,
-    ``single_action_space`` (a ``gym.spaces.Box``), ``max_episode_steps`` and ``camera_keys``
-    (empty when the env cannot render), and implement ``reset``, ``step``.
+    ``single_action_space`` (a ``gym.spaces.Box``), ``max_episode_steps``, ``camera_keys``
+    (empty when the env cannot render) and ``has_success`` (whether ``info["success"]`` is
+    reported), and implement ``reset``, ``step``.
+
+    Envs that can snapshot their complete state (simulation, step counters, random generator)
+    implement ``state_dict`` / ``load_state_dict``; checkpoints then hold it and a resumed run
+    continues exactly. The default ``state_dict`` returns None: such envs resume statistically
+    (re-seeded and reset).
 
     ``describe()`` returns what must match between collected data, a reward model and an RL run
     (env id, camera keys, image size, obs/control mode, goal marker, ...); the reward pipeline
@@ -87,6 +93,7 @@ class VecEnv(ABC):
     single_action_space: gym.spaces.Box
     max_episode_steps: int
     camera_keys: Tuple[str, ...] = ()
+    has_success: bool = True
 
     @abstractmethod
     def reset(self, seed: Optional[int] = None) -> Tuple[Obs, Dict[str, Any]]:
@@ -95,6 +102,13 @@ class VecEnv(ABC):
     @abstractmethod
     def step(self, actions: torch.Tensor, render: RenderRequest = "never") -> Tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
         """Advance all envs one step; auto-reset finished ones (see module docstring)."""
+
+    def state_dict(self) -> Optional[Dict[str, Any]]:
+        """Everything needed to continue the current episodes exactly, or None if unsupported."""
+        return None
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a snapshot")
 
     def render_frames(self) -> Frames:
         """Frames of every env's current state (used for videos)."""

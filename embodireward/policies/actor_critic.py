@@ -12,7 +12,7 @@ from torch.distributions import Normal
 
 from embodireward.config import NetworkConfig, PolicySection, parse_dataclass
 from embodireward.envs.base import Obs
-from embodireward.policies.base import Policy
+from embodireward.policies.base import ActorCriticPolicy
 from embodireward.policies.networks import build_encoder, orthogonal_init
 from embodireward.policies.normalizer import RunningMeanStd
 from embodireward.registry import register_policy
@@ -26,7 +26,7 @@ class ActorCriticConfig:
 
 
 @register_policy("actor_critic")
-class ActorCritic(Policy):
+class ActorCritic(ActorCriticPolicy):
     """Gaussian actor-critic: separate actor/critic networks from JSON blocks, learnable log-std."""
 
     Config = ActorCriticConfig

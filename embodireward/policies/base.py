@@ -1,4 +1,10 @@
-"""The interface every policy implements (EmbodiChain's ``Policy``)."""
+"""The interfaces policies implement (EmbodiChain's ``Policy``).
+
+:class:`Policy` is what the trainer and the evaluator use: ``act``. Each algorithm names the
+further methods it needs in ``Algorithm.policy_methods`` (PPO: :class:`ActorCriticPolicy`'s
+``get_value`` / ``evaluate_actions``; SAC: a squashed-Gaussian actor with Q critics), and a
+config pairing an algorithm with a policy that lacks them is rejected before anything runs.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -10,23 +16,38 @@ from torch import nn
 from embodireward.envs.base import Obs
 
 
-class Policy(nn.Module, ABC):
+class Policy(nn.Module):
     """Base class of registered policies, built as ``cls(section, obs_space, action_space)``.
 
     ``section`` is the parsed ``policy`` JSON block (``embodireward.config.PolicySection``).
     """
 
-    @abstractmethod
-    def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns ``(action, log_prob, value)``, each with leading dimension ``B``."""
-
     def act(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Returns ``(action, log_prob)``: what rollouts and evaluation need, without the value.
+        """Returns ``(action, log_prob)`` with leading dimension ``B``: what rollouts and evaluation need.
 
-        Override it to skip the critic; PPO computes the rollout's values afterwards in large batches.
+        ``deterministic`` asks for the policy's most likely action (evaluation).
         """
         action, log_prob, _ = self.get_action(obs, deterministic)
         return action, log_prob
+
+    def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns ``(action, log_prob, value)``; override ``act`` or this."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither act() nor get_action()")
+
+    def update_normalizer(self, obs: Obs) -> None:
+        """Feed a batch of observations to running statistics, if the policy keeps any."""
+
+    def metrics(self) -> Dict[str, float]:
+        """Policy-specific scalars logged after each update (e.g. the action noise)."""
+        return {}
+
+
+class ActorCriticPolicy(Policy, ABC):
+    """A stochastic actor with a state-value critic: what on-policy algorithms (PPO) train."""
+
+    @abstractmethod
+    def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns ``(action, log_prob, value)``, each with leading dimension ``B``."""
 
     @abstractmethod
     def get_value(self, obs: Obs) -> torch.Tensor:
@@ -35,13 +56,6 @@ class Policy(nn.Module, ABC):
     @abstractmethod
     def evaluate_actions(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(log_prob, entropy, value)`` of given actions, each ``[B]``."""
-
-    def update_normalizer(self, obs: Obs) -> None:
-        """Feed a batch of observations to running statistics, if the policy keeps any."""
-
-    def metrics(self) -> Dict[str, float]:
-        """Policy-specific scalars logged after each update (e.g. the action noise)."""
-        return {}
 
     def forward(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Losses go through forward() so a DistributedDataParallel wrapper syncs gradients.

@@ -20,6 +20,8 @@ from embodireward.rewards.checkpoint import load_reward_model
 from embodireward.rewards.manager import RewardManager
 from embodireward.utils.distributed import all_reduce_sum, world_size
 
+TOTAL_KEYS = ("images", "predicted", "tp", "fp", "tn", "fn")
+
 
 def build_reward_hook(section: RewardSection, env: VecEnv, device: Union[str, torch.device]) -> Optional["RewardHook"]:
     """The hook for ``section``, or None when ``use_reward_model`` is false."""
@@ -56,6 +58,7 @@ class RewardHook:
         self.manager.register_model(section.name, model)
         self.debug_dir = Path(section.debug_save_dir) if section.debug_save_dir else None
         self._debug_saved = 0
+        self._totals = {key: 0.0 for key in TOTAL_KEYS}
         self._reset_metrics()
 
     def frame_request(self) -> RenderRequest:
@@ -124,16 +127,45 @@ class RewardHook:
         """Scores since the last call (then reset), compared with the env's true success.
 
         Ratios whose denominator is zero (e.g. no predicted successes for precision) are left out.
-        Under torch.distributed the counts are pooled over ranks (seconds: the mean per rank).
+        Under torch.distributed the counts are pooled over ranks (seconds: the mean per rank). The
+        pooled counts also accumulate into the run's totals (:meth:`total_metrics`).
         """
         counts = [self._calls, self._images, self._seconds, self._prob_sum, self._predicted, self._tp, self._fp, self._tn, self._fn]
         calls, images, seconds, prob_sum, predicted, tp, fp, tn, fn = all_reduce_sum(torch.tensor(counts, dtype=torch.float64)).tolist()
+        for key, value in zip(TOTAL_KEYS, (images, predicted, tp, fp, tn, fn)):
+            self._totals[key] += value
         m: Dict[str, float] = {"reward_model/calls": calls, "reward_model/images": images, "reward_model/seconds": seconds / world_size()}
         if images:
             m["reward_model/mean_prob"] = prob_sum / images
             m["reward_model/predicted_success_rate"] = predicted / images
-        for key, num, den in (("precision", tp, tp + fp), ("recall", tp, tp + fn), ("agreement", tp + tn, tp + fp + tn + fn), ("false_positive_rate", fp, fp + tn)):
-            if den:
-                m[f"reward_model/{key}"] = num / den
+        m.update(agreement_metrics("reward_model", tp, fp, tn, fn))
         self._reset_metrics()
         return m
+
+    def total_metrics(self) -> Dict[str, float]:
+        """The same comparison over every frame scored so far in this run (resumes included)."""
+        t = self._totals
+        m = {"reward_model_total/images": t["images"]}
+        if t["images"]:
+            m["reward_model_total/predicted_success_rate"] = t["predicted"] / t["images"]
+        scored = t["tp"] + t["fp"] + t["tn"] + t["fn"]
+        if scored:
+            m["reward_model_total/true_success_rate"] = (t["tp"] + t["fn"]) / scored
+        m.update(agreement_metrics("reward_model_total", t["tp"], t["fp"], t["tn"], t["fn"]))
+        return m
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"totals": dict(self._totals), "debug_saved": self._debug_saved}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._totals.update(state["totals"])
+        self._debug_saved = int(state["debug_saved"])
+
+
+def agreement_metrics(prefix: str, tp: float, fp: float, tn: float, fn: float) -> Dict[str, float]:
+    """Precision, recall, agreement and false-positive rate of predicted vs true success (defined ones only)."""
+    m = {}
+    for key, num, den in (("precision", tp, tp + fp), ("recall", tp, tp + fn), ("agreement", tp + tn, tp + fp + tn + fn), ("false_positive_rate", fp, fp + tn)):
+        if den:
+            m[f"{prefix}/{key}"] = num / den
+    return m

@@ -57,8 +57,22 @@ class Callback:
     """Base class of registered callbacks. Override only what you need.
 
     Registered callbacks are built as ``cls(cfg, trainer)``, ``cfg`` being their ``Config``
-    dataclass parsed from the JSON block ``{"name": ..., "cfg": {...}}``.
+    dataclass parsed from the JSON block ``{"name": ..., "cfg": {...}}`` (the plain dict when the
+    class has no ``Config``). Construction happens before the run directory exists: check the
+    configuration there (raise ``ConfigError``), and write files from ``on_train_start`` on.
+    ``state_dict`` / ``load_state_dict`` carry the callback's state through checkpoints, so a
+    resumed run continues where it stopped.
     """
+
+    def __init__(self, cfg: Any = None, trainer: Optional["Trainer"] = None):
+        self.cfg = cfg
+
+    def state_dict(self) -> Dict[str, Any]:
+        """State to save in every checkpoint (tensors, numbers, strings, lists and dicts of them)."""
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned; called after construction, before ``on_train_start``."""
 
     def frame_request(self) -> RenderRequest:
         """Which frames the next step must render for this callback."""
@@ -101,6 +115,17 @@ class CallbackList:
                 getattr(cb, name)(*args, **kwargs)
 
         return fan_out
+
+    def state_dict(self) -> List[Dict[str, Any]]:
+        return [{"type": type(cb).__qualname__, "state": cb.state_dict()} for cb in self.callbacks]
+
+    def load_state_dict(self, states: List[Dict[str, Any]]) -> None:
+        if len(states) != len(self.callbacks):
+            raise ValueError(f"checkpoint holds the state of {len(states)} callbacks, the config has {len(self.callbacks)}")
+        for cb, saved in zip(self.callbacks, states):
+            if saved["type"] != type(cb).__qualname__:
+                raise ValueError(f"checkpoint holds the state of callback {saved['type']}, the config has {type(cb).__qualname__} there")
+            cb.load_state_dict(saved["state"])
 
     def progress(self) -> Dict[str, Any]:
         merged: Dict[str, Any] = {}

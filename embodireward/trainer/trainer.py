@@ -86,8 +86,6 @@ class Trainer:
         self.policy = builder.build_policy(config, self.env.single_observation_space, self.env.single_action_space, self.device)
         self.algo = builder.build_algo(config, self.policy, self.device)
         self.algo.initialize_buffer(runtime.rollout_steps, self.env.num_envs, self.env.single_observation_space, self.env.single_action_space)
-        # the normaliser pools its statistics over ranks itself: no per-forward buffer broadcast needed
-        self.algo.train_module = dist_utils.data_parallel(self.policy, self.device, broadcast_buffers=False)
 
         self.reward_hook = None
         if config.reward.use_reward_model:
