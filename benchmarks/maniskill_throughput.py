@@ -24,7 +24,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from embodireward.config import parse_dataclass, parse_train_config
 from embodireward.envs.maniskill import ManiSkillConfig, ManiSkillVecEnv
-from embodireward.trainer.trainer import Trainer, torch_threads
+from embodireward.trainer.trainer import Trainer
+from embodireward.utils.threads import torch_threads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

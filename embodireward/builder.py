@@ -13,7 +13,7 @@ import torch
 
 from embodireward.config import ConfigError, EnvSection, TrainConfig, parse_dataclass, to_dict
 from embodireward.registry import (ALGOS, CALLBACKS, ENVS, POLICIES, PluginError, Registry, RegistryError,
-                                   load_builtin_components, load_entry_point_plugins, load_plugin)
+                                   is_plugin_file, load_builtin_components, load_entry_point_plugins, load_plugin, plugin_file)
 from embodireward.utils.distributed import local_rank, local_world_size
 
 
@@ -58,6 +58,8 @@ def validate_config(config: TrainConfig, base_dir: Optional[Path] = None) -> Dic
     """Load plugins and check every component name and ``cfg`` block; return the resolved config dict."""
     load_plugins(config, base_dir)
     resolved = to_dict(config)
+    # plugin files as absolute paths, so the run's saved config.json runs from anywhere
+    resolved["plugins"] = [str(plugin_file(spec, base_dir)) if is_plugin_file(spec) else spec for spec in config.plugins]
     env_cls = lookup(ENVS, config.env.id, "env.id")
     resolved["env"]["cfg"] = to_dict(parse_component_cfg(env_cls, config.env.cfg, "env.cfg"))
     if config.runtime.eval_freq > 0:

@@ -13,12 +13,16 @@ USAGE_ERRORS = (ConfigError, RegistryError, PluginError)
 def run_cli(main: Callable[[], int]) -> None:
     """Run ``main`` and turn known input errors into ``error: <message>`` with exit status 2."""
     from embodireward.trainer.checkpoint import CheckpointError
+    from embodireward.utils.io import FileSystemError
 
     try:
         sys.exit(main())
     except (*USAGE_ERRORS, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except FileSystemError as exc:  # a fault of the machine, not of the input: exit 1
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -114,6 +115,8 @@ def parse_value(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(path, f"expected a number, got {_describe_value(value)}")
+        if not math.isfinite(value):  # NaN slips through every range check (nan <= 0 is False)
+            raise ConfigError(path, f"expected a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -284,9 +287,9 @@ class RewardSection:
 
 @dataclass
 class TrainConfig:
+    env: EnvSection  # the one required section: which env to train on
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     plugins: List[str] = field(default_factory=list)
-    env: EnvSection = field(default_factory=lambda: EnvSection(id="push_cube_2d"))
     policy: PolicySection = field(default_factory=PolicySection)
     algorithm: ComponentSection = field(default_factory=lambda: ComponentSection(name="ppo"))
     callbacks: List[ComponentSection] = field(default_factory=list)
@@ -300,6 +303,8 @@ class TrainConfig:
 
 def load_json(path: str | Path) -> Dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError("", f"config file '{path}' is a directory; expected a JSON file")
     if not path.is_file():
         raise ConfigError("", f"config file '{path}' not found")
     try:
@@ -326,6 +331,8 @@ def apply_overrides(data: Dict[str, Any], overrides: List[str]) -> Dict[str, Any
             raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError("--set", f"expected KEY=VALUE with a dotted key like runtime.seed=1, got {item!r}")
         node = data
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, list):

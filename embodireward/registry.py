@@ -117,15 +117,25 @@ class PluginError(ImportError):
     pass
 
 
+def is_plugin_file(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def plugin_file(spec: str, base_dir: Optional[Path] = None) -> Path:
+    """A plugin file's absolute path: as given, else relative to ``base_dir`` (the config's folder)."""
+    path = Path(spec)
+    if not path.is_absolute() and base_dir is not None and not path.exists():
+        path = base_dir / path
+    return path.resolve()
+
+
 def load_plugin(spec: str, base_dir: Optional[Path] = None) -> None:
     """Import a plugin given as a module name (``my_pkg.my_module``) or a path to a ``.py`` file.
 
     Importing the module runs its ``@register_*`` decorators.
     """
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
-        path = Path(spec)
-        if not path.is_absolute() and base_dir is not None and not path.exists():
-            path = base_dir / path
+    if is_plugin_file(spec):
+        path = plugin_file(spec, base_dir)
         if not path.is_file():
             raise PluginError(f"plugin file '{spec}' not found")
         module_name = f"embodireward_plugin_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"

@@ -35,6 +35,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         run_pipeline(data, config_path=Path(args.config), force=args.force)
         return 0
+    if args.force:
+        raise ConfigError("--force", "applies to pipeline configs only (a config with a 'pipeline' section); "
+                                     "a single run never overwrites: a new run gets a new directory")
     return train_from_dict(data, base_dir=Path(args.config).resolve().parent)
 
 
@@ -47,7 +50,10 @@ def train_from_dict(data: dict, base_dir: Optional[Path] = None) -> int:
     resolved = builder.validate_config(config, base_dir)
     with process_group(config.runtime.device):
         trainer = Trainer(config, resolved)
-        metrics = trainer.train()
+        try:
+            metrics = trainer.train()
+        finally:
+            trainer.close()
     if trainer.is_main:
         summary = ", ".join(f"{k}={metrics[k]:.3f}" for k in ("eval/success_rate", "eval/return", "episode/success_once") if k in metrics)
         print(f"finished {trainer.iteration} iterations ({trainer.global_step} env steps) in {trainer.run_dir}" + (f": {summary}" if summary else ""))

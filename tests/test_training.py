@@ -39,38 +39,47 @@ def test_run_writes_config_checkpoints_and_documented_scalars(tmp_path, tiny_con
     assert logged["charts/sps"][-1][0] == 2 * 16 * 8  # logged at the global env step
 
 
-class StopAfter(Callback):
-    def __init__(self, iterations):
-        self.iterations = iterations
+TIME_TAGS = ("charts/sps", "charts/rollout_time_share")  # wall-clock figures differ between any two runs
 
-    def on_checkpoint(self, trainer, path):  # like a kill right after iteration N was saved
-        if trainer.iteration == self.iterations:
+
+@register_callback("test_stop_after", override=True)
+class StopAfter(Callback):
+    """Interrupts the run right after iteration ``cfg["iteration"]`` was checkpointed, like a kill there."""
+
+    def on_checkpoint(self, trainer, path):
+        if trainer.iteration == self.cfg["iteration"] and path.endswith("latest.pt"):
             raise KeyboardInterrupt
 
 
-def test_resume_continues_at_the_saved_step(tmp_path, tiny_config, monkeypatch):
-    tiny_config["runtime"].update(iterations=4)
+def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_config):
+    tiny_config["runtime"].update(iterations=4, eval_freq=1, eval_episodes=4)
     tiny_config["algorithm"]["cfg"].update(lr_schedule="linear")
-    from embodireward.trainer import trainer as trainer_module
+    tiny_config["callbacks"] = [{"name": "test_stop_after", "cfg": {"iteration": 0}}]  # never stops
+    assert train_from_dict(tiny_config) == 0
+    uninterrupted = scalars(tmp_path / "run")
 
-    original_build = trainer_module.builder.build_callbacks
-    monkeypatch.setattr(trainer_module.builder, "build_callbacks", lambda config, trainer: [StopAfter(2)])
+    stopped = json.loads(json.dumps(tiny_config))
+    stopped["runtime"]["run_dir"] = str(tmp_path / "stopped")
+    stopped["callbacks"][0]["cfg"]["iteration"] = 2
     with pytest.raises(KeyboardInterrupt):
-        train_from_dict(tiny_config)
-    monkeypatch.setattr(trainer_module.builder, "build_callbacks", original_build)
-    run_dir = tmp_path / "run"
+        train_from_dict(stopped)
+    run_dir = tmp_path / "stopped"
     interrupted = load_checkpoint(run_dir)
     assert interrupted["iteration"] == 2 and interrupted["global_step"] == 2 * 16 * 8
+    assert interrupted["env"] is not None and interrupted["last_obs"].shape == (16, 12)
 
-    resumed_config = dict(tiny_config, runtime={**tiny_config["runtime"], "resume": str(run_dir), "run_dir": None})
+    resumed_config = dict(stopped, runtime={**stopped["runtime"], "resume": str(run_dir), "run_dir": None})
     assert train_from_dict(resumed_config) == 0
     final = load_checkpoint(run_dir)
     assert final["iteration"] == 4 and final["global_step"] == 4 * 16 * 8
     # the linear schedule continued from iteration 2, not from the start
     assert final["algorithm"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(3e-4 * (1 - 3 / 4))
-    # each step logged once, none lost or repeated (event files of the two runs load in either order)
-    steps = sorted(step for step, _ in scalars(run_dir)["charts/sps"])
-    assert steps == [128, 256, 384, 512]
+    resumed = scalars(run_dir)
+    # each step logged once, none lost or repeated, and every scalar bit-identical to the uninterrupted run
+    assert sorted(step for step, _ in resumed["charts/sps"]) == [128, 256, 384, 512]
+    assert set(resumed) == set(uninterrupted)
+    for tag in set(uninterrupted) - set(TIME_TAGS):
+        assert sorted(resumed[tag]) == sorted(uninterrupted[tag]), tag
 
 
 def test_init_from_warm_starts_policy_and_rejects_mismatched_shapes(tmp_path, tiny_config):

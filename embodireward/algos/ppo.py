@@ -21,6 +21,7 @@ from embodireward.envs.base import Obs
 from embodireward.policies.base import ActorCriticPolicy
 from embodireward.registry import register_algo
 from embodireward.utils.distributed import all_reduce_mean, data_parallel
+from embodireward.utils.memory import check_fits
 from embodireward.utils.precision import Precision
 from embodireward.utils.obs import map_in_chunks, obs_cat, obs_index
 
@@ -77,7 +78,10 @@ class PPO(Algorithm):
         batch_size = num_steps * num_envs
         if batch_size < self.cfg.num_minibatches:
             raise ConfigError("algorithm.cfg.num_minibatches", f"{self.cfg.num_minibatches} exceeds the rollout batch of {batch_size} transitions")
-        self.buffer = RolloutBuffer(num_steps, num_envs, obs_space, int(action_space.shape[0]), self.device)
+        action_dim = int(action_space.shape[0])
+        check_fits(RolloutBuffer.estimate_bytes(num_steps, num_envs, obs_space, action_dim), self.device, "runtime.rollout_steps",
+                   f"the rollout buffer ({num_steps} steps x {num_envs} envs)")
+        self.buffer = RolloutBuffer(num_steps, num_envs, obs_space, action_dim, self.device)
 
     # -- data collection ----------------------------------------------------------------------
     @torch.no_grad()

@@ -20,6 +20,14 @@ def _obs_storage(space: gym.Space, shape_prefix, device) -> Obs:
     return torch.zeros(*shape_prefix, *space.shape, dtype=dtype, device=device)
 
 
+def obs_bytes(space: gym.Space) -> int:
+    """Bytes one observation of ``space`` takes in storage (uint8 images, float32 otherwise)."""
+    if isinstance(space, gym.spaces.Dict):
+        return sum(obs_bytes(sub) for sub in space.spaces.values())
+    itemsize = 1 if np.dtype(space.dtype) in _TORCH_DTYPES else 4
+    return int(np.prod(space.shape)) * itemsize
+
+
 def _obs_assign(storage: Obs, index, value: Obs) -> None:
     if isinstance(storage, dict):
         for key in storage:
@@ -39,6 +47,11 @@ class RolloutBuffer:
     ``V(final_obs)`` for the other episode ends at step ``t`` (time-limit cuts, and every end under
     PPO's ``bootstrap_at_done: always``): the value GAE bootstraps from there (zero elsewhere).
     """
+
+    @staticmethod
+    def estimate_bytes(num_steps: int, num_envs: int, obs_space: gym.Space, action_dim: int) -> int:
+        """Storage of one rollout: observations, actions and the 9 per-step scalars."""
+        return num_steps * num_envs * (obs_bytes(obs_space) + 4 * action_dim + 4 * 9)
 
     def __init__(self, num_steps: int, num_envs: int, obs_space: gym.Space, action_dim: int, device: torch.device):
         self.num_steps, self.num_envs, self.device = num_steps, num_envs, device

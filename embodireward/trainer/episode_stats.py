@@ -67,6 +67,24 @@ class EpisodeStats:
             self.length[done] = 0
             self.success_once[done] = False
 
+    def state_dict(self) -> Dict[str, object]:
+        """Episodes in progress and the open window, for an exact resume."""
+        return {
+            "return": self.return_.clone(), "env_return": self.env_return.clone(), "length": self.length.clone(),
+            "success_once": self.success_once.clone(),
+            "sums": {k: v.clone() if isinstance(v, torch.Tensor) else float(v) for k, v in self._sums.items()},
+            "counts": dict(self._counts),
+        }
+
+    def load_state_dict(self, state: Dict[str, object]) -> None:
+        for name, tensor in (("return", self.return_), ("env_return", self.env_return), ("length", self.length),
+                             ("success_once", self.success_once)):
+            tensor.copy_(state[name])
+        self._sums.clear()
+        self._counts.clear()
+        self._sums.update({k: v.to(self.return_.device) if isinstance(v, torch.Tensor) else float(v) for k, v in state["sums"].items()})
+        self._counts.update(state["counts"])
+
     def summary(self) -> Dict[str, float]:
         """Means since the last call (pooled over ranks); keys with no data are left out."""
         keys = sorted(self._sums)

@@ -1,10 +1,15 @@
-"""The training loop: rollout -> update -> log -> evaluate -> checkpoint (rsl_rl's OnPolicyRunner)."""
+"""The training loop: rollout -> update -> log -> evaluate -> checkpoint (rsl_rl's OnPolicyRunner).
+
+Start-up checks everything before it writes anything, in this order: config and plugins (done
+by ``builder.validate_config``), the resume / init_from checkpoints and, on resume, that the config
+is the run's own; then env, policy, algorithm and buffer construction, restoring the checkpoint
+into them, the reward model, the callbacks, and that the run directory can be written. Only then
+is the run directory created; a start that fails leaves the file system as it found it.
+"""
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -13,45 +18,21 @@ import torch
 from tqdm import tqdm
 
 from embodireward import builder
-from embodireward.config import TrainConfig, to_dict
+from embodireward.config import TrainConfig
 from embodireward.envs.base import merge_render_requests
+from embodireward.trainer import run_state
 from embodireward.trainer.callbacks import CallbackList, StepData
-from embodireward.trainer.checkpoint import (CheckpointError, load_checkpoint, load_policy_weights, resolve_checkpoint,
-                                             restore_rng_state, rng_state, save_checkpoint)
+from embodireward.trainer.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from embodireward.trainer.episode_stats import EpisodeStats
 from embodireward.trainer.evaluator import evaluate
 from embodireward.trainer.logger import Logger
+from embodireward.trainer.resume import check_resume_config, record_changes
+from embodireward.trainer.run_dir import check_run_dir_writable, choose_run_dir, creating
 from embodireward.utils import distributed as dist_utils
-from embodireward.utils.io import atomic_write_json
+from embodireward.utils.io import atomic_write_json, make_dirs, read_json, writing
+from embodireward.utils.memory import allocation_errors
 from embodireward.utils.seed import seed_everything
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """Use ``count`` torch intra-op threads inside the block (0: leave the setting alone)."""
-    if not count:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def make_run_dir(config: TrainConfig, resume_checkpoint: Optional[Path]) -> Path:
-    """Resume -> the checkpoint's run dir; ``runtime.run_dir`` if given; else ``<output_dir>/<exp_name>_<timestamp>``."""
-    runtime = config.runtime
-    if resume_checkpoint is not None:
-        parent = resume_checkpoint.parent
-        return parent.parent if parent.name == "checkpoints" else parent
-    if runtime.run_dir:
-        return Path(runtime.run_dir)
-    stamp = [datetime.now().strftime("%Y%m%d_%H%M%S")]
-    if dist_utils.is_distributed():  # every rank must agree on the directory
-        torch.distributed.broadcast_object_list(stamp, src=0)
-    return Path(runtime.output_dir) / f"{runtime.exp_name}_{stamp[0]}"
+from embodireward.utils.threads import sigterm_as_interrupt, torch_threads
 
 
 class Trainer:
@@ -63,6 +44,7 @@ class Trainer:
         self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
         self.is_main = self.rank == 0
         self._progress_bar = None
+        self.env = self.eval_env = None
         if runtime.num_threads:
             torch.set_num_threads(runtime.num_threads)
         self.device = builder.resolve_device(runtime.device)
@@ -72,42 +54,89 @@ class Trainer:
         seed_everything(seed)
 
         # every rank needs the registries (plugins) loaded, not only the rank writing config.json
-        resolved_config = resolved_config or builder.validate_config(config)
+        self.resolved_config = resolved_config or builder.validate_config(config)
         resume_path = resolve_checkpoint(runtime.resume) if runtime.resume else None
-        self.run_dir = make_run_dir(config, resume_path)
+        resume_state = load_checkpoint(resume_path) if resume_path else None
+        self.run_dir = choose_run_dir(config, resume_path)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        if self.is_main:
-            for sub in ("checkpoints", "logs", "videos"):
-                (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.run_dir / "config.json", resolved_config)
+        self._config_changes = []
+        if resume_state is not None:
+            original, source = self._original_config(resume_state)
+            self._config_changes = check_resume_config(original, self.resolved_config, source)
+        init_state = load_checkpoint(runtime.init_from) if runtime.init_from else None
 
-        self.env = builder.build_env(config, self.device, seed)
-        self.eval_env = builder.build_env(config, self.device, seed + 10_000, for_eval=True) if runtime.eval_freq > 0 and self.is_main else None
-        self.policy = builder.build_policy(config, self.env.single_observation_space, self.env.single_action_space, self.device)
-        self.algo = builder.build_algo(config, self.policy, self.device)
-        self.algo.initialize_buffer(runtime.rollout_steps, self.env.num_envs, self.env.single_observation_space, self.env.single_action_space)
+        try:
+            self._build(seed)
+            self.global_step, self.iteration, self.best_eval = 0, 0, None
+            self._resume_obs = None
+            if resume_state is not None:
+                self._resume_obs = run_state.restore(self, resume_state, str(resume_path))
+            elif init_state is not None:
+                run_state.init_policy(self, init_state, str(resolve_checkpoint(runtime.init_from)))
+            self.callbacks = CallbackList(builder.build_callbacks(config, self))
+            if resume_state is not None:
+                run_state.finish_restore(self, resume_state, str(resume_path))
+            check_run_dir_writable(self.run_dir, "runtime.resume" if resume_path else "runtime.run_dir" if runtime.run_dir else "runtime.output_dir")
+            self._create_run_files(resume_path is not None)
+        except BaseException:
+            self.close()
+            raise
+        if resume_path is not None:
+            self.log_info(f"resumed from {resume_path} at iteration {self.iteration}, global step {self.global_step}"
+                          + ("" if self._resume_obs is not None else run_state.STATISTICAL_RESUME_NOTE.format(env=config.env.id)))
 
+    # -- start-up -----------------------------------------------------------------------------
+    def _original_config(self, state: Dict[str, Any]):
+        path = self.run_dir / "config.json"
+        if path.is_file():
+            return read_json(path, lambda message: run_state.CheckpointError(message), f"{path} is unreadable"), str(path.name)
+        return state.get("config", {}), "checkpoint"
+
+    def _build(self, seed: int) -> None:
+        config, runtime = self.config, self.config.runtime
+        with allocation_errors("env.cfg", f"env '{config.env.id}' with num_envs={config.env.cfg.get('num_envs', 'default')}"):
+            self.env = builder.build_env(config, self.device, seed)
+            if runtime.eval_freq > 0 and self.is_main:
+                self.eval_env = builder.build_env(config, self.device, seed + 10_000, for_eval=True)
+        with allocation_errors("policy", f"policy '{config.policy.name}'"):
+            self.policy = builder.build_policy(config, self.env.single_observation_space, self.env.single_action_space, self.device)
+        with allocation_errors("algorithm.cfg", f"algorithm '{config.algorithm.name}' and its buffer"):
+            self.algo = builder.build_algo(config, self.policy, self.device)
+            self.algo.initialize_buffer(runtime.rollout_steps, self.env.num_envs, self.env.single_observation_space, self.env.single_action_space)
+        self.episode_stats = EpisodeStats(self.env.num_envs, self.device)
         self.reward_hook = None
         if config.reward.use_reward_model:
             from embodireward.rewards.hook import build_reward_hook
 
             self.reward_hook = build_reward_hook(config.reward, self.env, self.device)
-
-        self.global_step = 0
-        self.iteration = 0
-        self.best_eval: Optional[tuple] = None
-        if resume_path is not None:
-            self._restore(resume_path)
-        elif runtime.init_from:
-            self._init_policy_from(runtime.init_from)
-
-        self.logger = Logger(self.run_dir / "logs", enabled=self.is_main, use_wandb=runtime.use_wandb,
-                             wandb_project=runtime.wandb_project_name, run_name=self.run_dir.name,
-                             config=resolved_config, purge_step=self.global_step + 1 if resume_path else None)
-        self.episode_stats = EpisodeStats(self.env.num_envs, self.device)
-        self.callbacks = CallbackList(builder.build_callbacks(config, self))
         self._action_low = torch.as_tensor(self.env.single_action_space.low, device=self.device)
         self._action_high = torch.as_tensor(self.env.single_action_space.high, device=self.device)
+
+    def _create_run_files(self, resumed: bool) -> None:
+        runtime = self.config.runtime
+        if self.is_main:
+            with creating(self.run_dir), writing(self.run_dir):
+                if resumed:
+                    if self._config_changes:
+                        record_changes(self.run_dir, self._config_changes, self.iteration, self.global_step)
+                else:
+                    atomic_write_json(self.run_dir / "config.json", self.resolved_config)
+                self.logger = self._make_logger(resumed)
+        else:
+            self.logger = self._make_logger(resumed)
+
+    def _make_logger(self, resumed: bool) -> Logger:
+        runtime = self.config.runtime
+        return Logger(self.run_dir / "logs", enabled=self.is_main, use_wandb=runtime.use_wandb,
+                      wandb_project=runtime.wandb_project_name, run_name=self.run_dir.name,
+                      config=self.resolved_config, purge_step=self.global_step + 1 if resumed else None)
+
+    def close(self) -> None:
+        """Close the envs (ManiSkill worker processes); safe to call more than once."""
+        for env in (self.env, self.eval_env):
+            if env is not None:
+                env.close()
+        self.env = self.eval_env = None
 
     # -- console ------------------------------------------------------------------------------
     def log_info(self, message: str) -> None:
@@ -136,8 +165,10 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def train(self) -> Dict[str, float]:
         runtime = self.config.runtime
-        obs, _ = self.env.reset(seed=runtime.seed + self.rank + 1_000_003 * self.iteration)
-        self._last_obs = obs
+        if self._resume_obs is not None:
+            self._last_obs = self._resume_obs
+        else:
+            self._last_obs, _ = self.env.reset(seed=runtime.seed + self.rank + 1_000_003 * self.iteration)
         self.callbacks.on_train_start(self)
         # a live bar on a terminal; in a log file, a plain status line every tenth of the run instead
         self._interactive = self.is_main and runtime.progress_bar and sys.stdout.isatty()
@@ -145,25 +176,13 @@ class Trainer:
                                   dynamic_ncols=True, desc=self.run_dir.name, file=sys.stdout)
         last_metrics: Dict[str, float] = {}
         try:
-            while self.iteration < runtime.iterations:
-                start = time.perf_counter()
-                with torch_threads(runtime.rollout_threads):
-                    obs = self.algo.collect_rollout(obs, runtime.rollout_steps, self._step_env)
-                rollout_time = time.perf_counter() - start
-                self.callbacks.on_rollout_end(self)
-                update_metrics = self.algo.update(progress=self.iteration / runtime.iterations)
-                self.iteration += 1
-                self.callbacks.on_update_end(self, update_metrics)
-                elapsed = time.perf_counter() - start
-                steps = runtime.rollout_steps * self.env.num_envs * self.world_size
-                last_metrics = self._log_iteration(update_metrics, steps / elapsed, rollout_time / elapsed)
-                if runtime.eval_freq and (self.iteration % runtime.eval_freq == 0 or self.iteration == runtime.iterations):
-                    last_metrics.update(self._evaluate())
-                self._save_checkpoints()
-                self._progress_bar.update(1)
+            with sigterm_as_interrupt():
+                while self.iteration < runtime.iterations:
+                    last_metrics = self._run_iteration()
         except KeyboardInterrupt:
-            self.log_info(f"interrupted at iteration {self.iteration}; saving {self.checkpoint_dir / 'latest.pt'}")
-            self._save("latest.pt")
+            # no save here: mid-iteration state would not resume exactly; latest.pt is the last whole iteration
+            self.log_info(f"interrupted during iteration {self.iteration + 1}; {self.checkpoint_dir / 'latest.pt'} holds "
+                          f"iteration {self.iteration}: continue with --set runtime.resume={self.run_dir}")
             raise
         finally:
             self._progress_bar.close()
@@ -171,7 +190,28 @@ class Trainer:
         self.callbacks.on_train_end(self)
         self.logger.close()
         dist_utils.barrier()  # on every rank, returning means rank 0's final checkpoint is on disk
+        if self.reward_hook is not None:
+            last_metrics.update(self.reward_hook.total_metrics())
         return last_metrics
+
+    def _run_iteration(self) -> Dict[str, float]:
+        runtime = self.config.runtime
+        start = time.perf_counter()
+        with torch_threads(runtime.rollout_threads):
+            self.algo.collect_rollout(self._last_obs, runtime.rollout_steps, self._step_env)
+        rollout_time = time.perf_counter() - start
+        self.callbacks.on_rollout_end(self)
+        update_metrics = self.algo.update(progress=self.iteration / runtime.iterations)
+        self.iteration += 1
+        self.callbacks.on_update_end(self, update_metrics)
+        elapsed = time.perf_counter() - start
+        steps = runtime.rollout_steps * self.env.num_envs * self.world_size
+        metrics = self._log_iteration(update_metrics, steps / elapsed, rollout_time / elapsed)
+        if runtime.eval_freq and (self.iteration % runtime.eval_freq == 0 or self.iteration == runtime.iterations):
+            metrics.update(self._evaluate())
+        self._save_checkpoints()
+        self._progress_bar.update(1)
+        return metrics
 
     def _log_iteration(self, update_metrics: Dict[str, float], sps: float, rollout_share: float) -> Dict[str, float]:
         scalars = {f"losses/{k}": v for k, v in update_metrics.items()}
@@ -187,7 +227,9 @@ class Trainer:
         if "episode/success_once" in scalars:
             postfix["success"] = f"{scalars['episode/success_once']:.2f}"
         if "episode/env_return" in scalars:
-            postfix["return"] = f"{scalars['episode/env_return']:.2f}"
+            postfix["env_return"] = f"{scalars['episode/env_return']:.2f}"
+        if self.reward_hook is not None and "episode/return" in scalars:
+            postfix["reward"] = f"{scalars['episode/return']:.2f}"  # what the algorithm trains on: the learned reward
         postfix.update(self.callbacks.progress())
         self._progress_bar.set_postfix(postfix, refresh=False)
         runtime = self.config.runtime
@@ -218,8 +260,9 @@ class Trainer:
     def _write_video(self, frames: np.ndarray) -> None:
         import imageio.v3 as iio
 
-        path = self.run_dir / "videos" / f"eval_{self.global_step:010d}.gif"
-        iio.imwrite(path, frames, extension=".gif", duration=100, loop=0)
+        path = make_dirs(self.run_dir / "videos") / f"eval_{self.global_step:010d}.gif"
+        with writing(path):
+            iio.imwrite(path, frames, extension=".gif", duration=100, loop=0)
         self.logger.add_gif("eval/video", frames, self.global_step)
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -233,40 +276,5 @@ class Trainer:
         if not self.is_main:
             return
         path = self.checkpoint_dir / name
-        save_checkpoint(path, {
-            "policy": self.policy.state_dict(),
-            "algorithm": self.algo.state_dict(),
-            "global_step": self.global_step,
-            "iteration": self.iteration,
-            "best_eval": list(self.best_eval) if self.best_eval else None,
-            "rng": rng_state(),
-            "config": to_dict(self.config),
-            "obs_space": repr(self.env.single_observation_space),
-            "action_dim": self.env.action_dim,
-        })
+        save_checkpoint(path, run_state.capture(self))
         self.callbacks.on_checkpoint(self, str(path))
-
-    def _check_action_dim(self, state: Dict[str, Any], source: str) -> None:
-        if state.get("action_dim") not in (None, self.env.action_dim):
-            raise CheckpointError(f"{source}: checkpoint was trained with action_dim {state['action_dim']}, "
-                                  f"but env '{self.config.env.id}' has action_dim {self.env.action_dim}")
-
-    def _restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
-        self._check_action_dim(state, str(path))
-        load_policy_weights(self.policy, state["policy"], str(path))
-        self.algo.load_state_dict(state["algorithm"])
-        self.global_step = int(state["global_step"])
-        self.iteration = int(state["iteration"])
-        self.best_eval = tuple(state["best_eval"]) if state.get("best_eval") else None
-        if self.is_main:
-            restore_rng_state(state["rng"])
-        else:  # only rank 0's RNG state is saved: other ranks start fresh streams, not their first ones again
-            seed_everything(self.config.runtime.seed + self.rank + 1_000_003 * self.iteration)
-        self.log_info(f"resumed from {path} at iteration {self.iteration}, global step {self.global_step}")
-
-    def _init_policy_from(self, path: str) -> None:
-        state = load_checkpoint(path)
-        self._check_action_dim(state, str(path))
-        load_policy_weights(self.policy, state["policy"], str(resolve_checkpoint(path)))
-        self.log_info(f"initialised policy weights from {resolve_checkpoint(path)} (trained for {state['global_step']} steps)")

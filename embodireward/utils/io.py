@@ -174,11 +174,14 @@ def remove_stale_temp_files(directory: str | os.PathLike, recursive: bool = True
     return removed
 
 
+MIN_FREE_BYTES = 1 << 20
+
+
 def is_writable_location(path: str | os.PathLike) -> str | None:
     """None when ``path`` (a directory, existing or not) could be created and written; else why not.
 
-    Checks the nearest existing ancestor: a file in the way, a read-only mount, missing permission.
-    Nothing is created.
+    Checks the nearest existing ancestor: a file in the way, a read-only mount, missing permission,
+    less than 1 MiB free. Nothing is created.
     """
     path = Path(path).absolute()
     for ancestor in (path, *path.parents):
@@ -188,9 +191,12 @@ def is_writable_location(path: str | os.PathLike) -> str | None:
             if not os.access(ancestor, os.W_OK | os.X_OK):
                 return f"'{ancestor}' is not writable"
             try:
-                if os.statvfs(ancestor).f_flag & os.ST_RDONLY:
-                    return f"'{ancestor}' is on a read-only file system"
+                stats = os.statvfs(ancestor)
             except OSError:
-                pass
+                return None
+            if stats.f_flag & os.ST_RDONLY:
+                return f"'{ancestor}' is on a read-only file system"
+            if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
+                return f"no space left on the device of '{ancestor}'"
             return None
     return f"no existing parent directory of '{path}'"
