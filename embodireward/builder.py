@@ -112,8 +112,15 @@ def build_algo(config: TrainConfig, policy, device: torch.device):
 
 
 def build_callbacks(config: TrainConfig, trainer) -> List[Any]:
+    """Construct every callback; one that fails to start is a one-line error naming it."""
     callbacks = []
     for i, section in enumerate(config.callbacks):
         callback_cls = CALLBACKS.get(section.name)
-        callbacks.append(callback_cls(parse_component_cfg(callback_cls, section.cfg, f"callbacks[{i}].cfg"), trainer))
+        cfg = parse_component_cfg(callback_cls, section.cfg, f"callbacks[{i}].cfg")
+        try:
+            callbacks.append(callback_cls(cfg, trainer))
+        except (ConfigError, RegistryError):
+            raise
+        except Exception as exc:  # user code: name the callback instead of a traceback from inside it
+            raise ConfigError(f"callbacks[{i}]", f"callback '{section.name}' failed to start: {type(exc).__name__}: {exc}") from None
     return callbacks

@@ -308,9 +308,13 @@ def load_json(path: str | Path) -> Dict[str, Any]:
     if not path.is_file():
         raise ConfigError("", f"config file '{path}' not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError("", f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError("", f"config file '{path}' cannot be read: {exc.strerror}") from None
     if not isinstance(data, dict):
         raise ConfigError("", f"{path}: top level must be a JSON object")
     return data

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from embodireward.config import config_error
+from embodireward.config import ConfigError, config_error
 from embodireward.envs.base import RENDER_REQUESTS, Frames, Obs, RenderRequest, VecEnv
 from embodireward.registry import register_env
 
@@ -31,6 +31,9 @@ class GymnasiumEnvConfig:
     vectorization: Literal["sync", "async"] = "sync"
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gym.make
     render: bool = True  # create the envs with render_mode="rgb_array" so frames can be requested
+    # info key holding the task's success (e.g. "is_success"); null: looked up as "success" /
+    # "is_success" for logging, but the env does not promise one (data collection needs it)
+    success_key: Optional[str] = None
 
     def validate(self, path: str) -> None:
         if self.num_envs < 1:
@@ -81,6 +84,8 @@ class GymnasiumVecEnv(VecEnv):
         self.seed = seed
         self._seeded = False
         self.camera_keys = (CAMERA_KEY,) if cfg.render else ()
+        self.has_success = cfg.success_key is not None
+        self._success_keys = (cfg.success_key,) if cfg.success_key else SUCCESS_INFO_KEYS
         make = functools.partial(make_sub_env, cfg.env_id, "rgb_array" if cfg.render else None, cfg.env_kwargs)
         vector_cls = gym.vector.SyncVectorEnv if cfg.vectorization == "sync" else gym.vector.AsyncVectorEnv
         self.vec = vector_cls([make] * cfg.num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -90,10 +95,10 @@ class GymnasiumVecEnv(VecEnv):
         action_space, obs_space = self.vec.single_action_space, self.vec.single_observation_space
         if not isinstance(action_space, gym.spaces.Box):
             self.vec.close()
-            raise ValueError(f"gymnasium env '{cfg.env_id}' has action space {action_space}; only Box action spaces are supported")
+            raise ConfigError("env.cfg.env_id", f"gymnasium env '{cfg.env_id}' has action space {action_space}; only Box (continuous) action spaces are supported")
         if not isinstance(obs_space, gym.spaces.Box):
             self.vec.close()
-            raise ValueError(f"gymnasium env '{cfg.env_id}' has observation space {obs_space}; only Box observation spaces are supported")
+            raise ConfigError("env.cfg.env_id", f"gymnasium env '{cfg.env_id}' has observation space {obs_space}; only Box observation spaces are supported")
         self.single_action_space = action_space
         self.single_observation_space = gym.spaces.Box(obs_space.low.astype(np.float32), obs_space.high.astype(np.float32), dtype=np.float32)
         # 0 when the env has no time limit
@@ -150,7 +155,7 @@ class GymnasiumVecEnv(VecEnv):
         return merged, present | final_present
 
     def _success(self, raw_info: Dict[str, Any], final_info: Dict[str, Any]) -> Optional[torch.Tensor]:
-        for key in SUCCESS_INFO_KEYS:
+        for key in self._success_keys:
             values, present = self._latest(raw_info, final_info, key)
             if values is not None:
                 return self._tensor(values.astype(bool) & present, torch.bool)

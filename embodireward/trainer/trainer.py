@@ -8,6 +8,7 @@ is the run directory created; a start that fails leaves the file system as it fo
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from embodireward.trainer.logger import Logger
 from embodireward.trainer.resume import check_resume_config, record_changes
 from embodireward.trainer.run_dir import check_run_dir_writable, choose_run_dir, creating
 from embodireward.utils import distributed as dist_utils
-from embodireward.utils.io import atomic_write_json, make_dirs, read_json, writing
+from embodireward.utils.io import FileSystemError, atomic_write_json, make_dirs, read_json, writing
 from embodireward.utils.memory import allocation_errors
 from embodireward.utils.seed import seed_everything
 from embodireward.utils.threads import sigterm_as_interrupt, torch_threads
@@ -127,16 +128,27 @@ class Trainer:
 
     def _make_logger(self, resumed: bool) -> Logger:
         runtime = self.config.runtime
-        return Logger(self.run_dir / "logs", enabled=self.is_main, use_wandb=runtime.use_wandb,
-                      wandb_project=runtime.wandb_project_name, run_name=self.run_dir.name,
-                      config=self.resolved_config, purge_step=self.global_step + 1 if resumed else None)
+        log_dir = self.run_dir / "logs"
+        # TensorBoard drops earlier events from the purge step on: after a resume those past the
+        # checkpoint, after a fresh start into this directory (an earlier start killed before its
+        # first checkpoint) all of them, so curves never fork or repeat
+        purge_step = self.global_step + 1 if resumed else (1 if self.is_main and any(log_dir.glob("events.*")) else None)
+        return Logger(log_dir, enabled=self.is_main, use_wandb=runtime.use_wandb, wandb_project=runtime.wandb_project_name,
+                      run_name=self.run_dir.name, config=self.resolved_config, purge_step=purge_step)
 
     def close(self) -> None:
-        """Close the envs (ManiSkill worker processes); safe to call more than once."""
+        """Close the envs (ManiSkill worker processes) and the logger; safe to call more than once.
+
+        Called on the way out of a failed run too, so it must not raise over the original error.
+        """
         for env in (self.env, self.eval_env):
             if env is not None:
                 env.close()
         self.env = self.eval_env = None
+        logger, self.logger = getattr(self, "logger", None), None
+        if logger is not None:
+            with contextlib.suppress(FileSystemError):
+                logger.close()
 
     # -- console ------------------------------------------------------------------------------
     def log_info(self, message: str) -> None:
@@ -189,6 +201,7 @@ class Trainer:
             self._progress_bar = None
         self.callbacks.on_train_end(self)
         self.logger.close()
+        self.logger = None
         dist_utils.barrier()  # on every rank, returning means rank 0's final checkpoint is on disk
         if self.reward_hook is not None:
             last_metrics.update(self.reward_hook.total_metrics())

@@ -188,15 +188,15 @@ def is_writable_location(path: str | os.PathLike) -> str | None:
         if ancestor.exists():
             if not ancestor.is_dir():
                 return f"'{ancestor}' exists and is not a directory"
-            if not os.access(ancestor, os.W_OK | os.X_OK):
-                return f"'{ancestor}' is not writable"
             try:
                 stats = os.statvfs(ancestor)
             except OSError:
-                return None
-            if stats.f_flag & os.ST_RDONLY:
+                stats = None
+            if stats is not None and stats.f_flag & os.ST_RDONLY:
                 return f"'{ancestor}' is on a read-only file system"
-            if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                return f"'{ancestor}' is not writable (permission denied)"
+            if stats is not None and stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
                 return f"no space left on the device of '{ancestor}'"
             return None
     return f"no existing parent directory of '{path}'"
