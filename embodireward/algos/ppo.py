@@ -22,7 +22,10 @@ from embodireward.policies.base import ActorCriticPolicy
 from embodireward.registry import register_algo
 from embodireward.utils.distributed import all_reduce_mean, data_parallel
 from embodireward.utils.memory import check_fits
+from embodireward.utils.compile import compile_function
 from embodireward.utils.precision import Precision
+
+LOSS_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
 from embodireward.utils.obs import map_in_chunks, obs_cat, obs_index
 
 
@@ -73,6 +76,8 @@ class PPO(Algorithm):
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
         self.buffer: Optional[RolloutBuffer] = None
         self.generator = torch.Generator()
+        # compiled once: every minibatch has the same shapes, so the graph is reused for the whole run
+        self._loss = compile_function(self.minibatch_loss, device) if compile else self.minibatch_loss
 
     def initialize_buffer(self, num_steps: int, num_envs: int, obs_space: gym.Space, action_space: gym.spaces.Box) -> None:
         batch_size = num_steps * num_envs
@@ -89,7 +94,8 @@ class PPO(Algorithm):
         self.buffer.clear()
         bootstrap_steps, bootstrap_envs, bootstrap_obs = [], [], []  # episode ends GAE bootstraps from
         for t in range(num_steps):
-            actions, log_probs = self.policy.act(obs)
+            with self.precision.autocast():  # the policy samples in float32 from the network's output
+                actions, log_probs = self.policy.act(obs)
             next_obs, rewards, terminated, truncated, info = step_env(actions)
             # A time-limit cut is not a real end: bootstrap from the value of the true final obs.
             ends_value = terminated if self.cfg.bootstrap_at_done == "truncated" else torch.zeros_like(terminated)
@@ -108,15 +114,17 @@ class PPO(Algorithm):
         b.bootstrap_values.zero_()
         if bootstrap_obs:
             b.bootstrap_values[torch.cat(bootstrap_steps), torch.cat(bootstrap_envs)] = self._values(obs_cat(bootstrap_obs))
-        last_values = self.policy.get_value(obs)
+        last_values = self._values(obs)
+        # GAE runs in float32 on float32 values: a bf16 sum over 50 steps would lose the small deltas
         b.advantages, b.returns = compute_gae(
             b.rewards, b.values, last_values, b.bootstrap_values, b.terminated, b.dones, self.cfg.gamma, self.cfg.gae_lambda
         )
         return obs
 
     def _values(self, obs: Obs) -> torch.Tensor:
-        """``V(obs)`` of a flat batch, in chunks that bound the memory of image encoders."""
-        return map_in_chunks(self.policy.get_value, obs, chunk=4096)
+        """``V(obs)`` (float32) of a flat batch, in chunks that bound the memory of image encoders."""
+        with self.precision.autocast():
+            return map_in_chunks(self.policy.get_value, obs, chunk=4096).float()
 
     # -- policy update ------------------------------------------------------------------------
     def learning_rate(self, progress: float) -> float:
@@ -124,54 +132,59 @@ class PPO(Algorithm):
             return self.cfg.learning_rate * max(1.0 - progress, 0.0)
         return self.cfg.learning_rate
 
+    def minibatch_loss(self, batch: Dict[str, torch.Tensor]) -> tuple:
+        """Loss of one minibatch and its statistics ``[policy_loss, value_loss, entropy, approx_kl, clip_fraction]``.
+
+        Only the networks run under autocast; the policy returns float32 log-probs, entropies and
+        values, so the ratio, the advantages and every loss term and reduction below are float32:
+        ``exp(new - old)`` of bf16 log-probs would be off by ~1% where the clip acts at 20%.
+        """
+        cfg = self.cfg
+        with self.precision.autocast():
+            # forward() of the (possibly DDP-wrapped) module, so gradients are synchronised
+            new_log_probs, entropy, new_values = self.train_module(batch["obs"], batch["actions"])
+        log_ratio = new_log_probs.float() - batch["log_probs"]
+        ratio = log_ratio.exp()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator (Schulman's blog)
+            clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+
+        advantages = batch["advantages"]
+        if cfg.normalize_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+
+        new_values = new_values.float()
+        if cfg.clip_value_loss:
+            values_clipped = batch["values"] + torch.clamp(new_values - batch["values"], -cfg.clip_coef, cfg.clip_coef)
+            value_loss = 0.5 * torch.max((new_values - batch["returns"]) ** 2, (values_clipped - batch["returns"]) ** 2).mean()
+        else:
+            value_loss = 0.5 * ((new_values - batch["returns"]) ** 2).mean()
+
+        entropy_mean = entropy.float().mean()
+        loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
+        stats = torch.stack([policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction]).detach()
+        return loss, stats
+
     def update(self, progress: float) -> Dict[str, float]:
         cfg = self.cfg
         lr = self.learning_rate(progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-        totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+        totals = torch.zeros(len(LOSS_KEYS), device=self.device)
         num_updates = 0
         stopped_early = False
         for _ in range(cfg.num_epochs):
             for batch in self.buffer.minibatches(cfg.num_minibatches, self.generator):
-                # forward() of the (possibly DDP-wrapped) module, so gradients are synchronised
-                new_log_probs, entropy, new_values = self.train_module(batch["obs"], batch["actions"])
-                log_ratio = new_log_probs - batch["log_probs"]
-                ratio = log_ratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator (Schulman's blog)
-                    clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
-
-                advantages = batch["advantages"]
-                if cfg.normalize_advantages:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-                policy_loss = torch.max(
-                    -advantages * ratio,
-                    -advantages * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef),
-                ).mean()
-
-                if cfg.clip_value_loss:
-                    values_clipped = batch["values"] + torch.clamp(new_values - batch["values"], -cfg.clip_coef, cfg.clip_coef)
-                    value_loss = 0.5 * torch.max((new_values - batch["returns"]) ** 2, (values_clipped - batch["returns"]) ** 2).mean()
-                else:
-                    value_loss = 0.5 * ((new_values - batch["returns"]) ** 2).mean()
-
-                entropy_mean = entropy.mean()
-                loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
-
+                loss, stats = self._loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-
+                self.precision.backward(loss)
+                self.precision.step(self.optimizer, self.policy.parameters(), cfg.max_grad_norm)
                 num_updates += 1
-                for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy_mean),
-                                   ("approx_kl", approx_kl), ("clip_fraction", clip_fraction)):
-                    totals[key] += value.item()
+                totals += stats  # summed on the device: one host transfer per update, not five per minibatch
                 # every rank must stop at the same minibatch, so decide on the rank-averaged KL
-                if cfg.target_kl is not None and all_reduce_mean(approx_kl.detach().clone()).item() > cfg.target_kl:
+                if cfg.target_kl is not None and all_reduce_mean(stats[3].clone()).item() > cfg.target_kl:
                     stopped_early = True
                     break
             if stopped_early:
@@ -184,7 +197,7 @@ class PPO(Algorithm):
         # update used identical normalisation (the first PPO ratio is exactly 1).
         self.policy.update_normalizer(self.buffer.observations())
 
-        metrics = {key: value / max(num_updates, 1) for key, value in totals.items()}
+        metrics = dict(zip(LOSS_KEYS, (totals / max(num_updates, 1)).tolist()))
         metrics["explained_variance"] = explained_variance
         # one all-reduce, so rank 0 logs the average over ranks rather than its own share's numbers
         metrics = dict(zip(metrics, all_reduce_mean(torch.tensor(list(metrics.values()), dtype=torch.float64)).tolist()))

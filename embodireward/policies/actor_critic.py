@@ -67,11 +67,13 @@ class ActorCritic(ActorCriticPolicy):
 
     # -- Policy interface ---------------------------------------------------------------------
     def _distribution(self, obs: Obs, validate: bool = True) -> Normal:
-        mean = self.actor_mean(self.actor_encoder(obs))
+        # float32 distribution whatever precision the networks ran in: log-probs and PPO ratios
+        # need float32's resolution (bf16 keeps ~3 significant digits)
+        mean = self.actor_mean(self.actor_encoder(obs)).float()
         return Normal(mean, self.log_std.exp().expand_as(mean), validate_args=validate)
 
     def _value(self, obs: Obs) -> torch.Tensor:
-        return self.critic_head(self.critic_encoder(obs)).squeeze(-1)
+        return self.critic_head(self.critic_encoder(obs)).squeeze(-1).float()
 
     def _sample(self, obs: Obs, deterministic: bool, validate: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         dist = self._distribution(obs, validate)
