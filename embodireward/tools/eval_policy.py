@@ -99,31 +99,36 @@ def prepare(args) -> EvalJob:
     config = parse_train_config(apply_overrides(state["config"], overrides))
     builder.validate_config(config)  # plugins, component names and cfg blocks
     device = builder.resolve_device(config.runtime.device)
-    env = builder.build_env(config, device, config.runtime.seed + EVAL_ENV_SEED_OFFSET, for_eval=True)
-    policy = builder.build_policy(config, env.single_observation_space, env.single_action_space, device)
-    load_policy_weights(policy, state["policy"], str(checkpoint))
-    if args.video and not env.camera_keys:
-        raise CommandError(f"--video: env '{config.env.id}' renders no camera images")
-
-    model_path = None if args.no_reward_model else args.reward_model or (
-        config.reward.checkpoint_path if config.reward.use_reward_model else None)
     if args.reward_model and not args.video:
         raise CommandError("--reward-model: the reward model scores the video frames; add --video")
-    model, threshold = None, 0.5
-    if model_path and args.video:
-        from embodireward.rewards import BaseImageRewardModel, load_reward_model
-
-        model = load_reward_model(model_path, device=device, expected_env=env.describe())
-        if not isinstance(model, BaseImageRewardModel):
-            raise CommandError(f"--reward-model: '{model_path}' holds a '{model.sidecar['name']}' model, which scores clips; "
-                               "the video overlay needs a single-frame (image) reward model")
-        recommended = model.sidecar.get("recommended_threshold")
-        for candidate in (args.threshold, config.reward.threshold, recommended):
-            if candidate is not None:
-                threshold = float(candidate)
-                break
+    env = builder.build_env(config, device, config.runtime.seed + EVAL_ENV_SEED_OFFSET, for_eval=True)
+    try:
+        policy = builder.build_policy(config, env.single_observation_space, env.single_action_space, device)
+        load_policy_weights(policy, state["policy"], str(checkpoint))
+        if args.video and not env.camera_keys:
+            raise CommandError(f"--video: env '{config.env.id}' renders no camera images")
+        model_path = None if args.no_reward_model or not args.video else args.reward_model or (
+            config.reward.checkpoint_path if config.reward.use_reward_model else None)
+        model = load_image_reward_model(model_path, device, env) if model_path else None
+    except BaseException:
+        env.close()  # worker processes of simulated envs
+        raise
+    threshold = 0.5
+    if model is not None:
+        candidates = (args.threshold, config.reward.threshold, model.sidecar.get("recommended_threshold"))
+        threshold = float(next((value for value in candidates if value is not None), threshold))
     stem = args.name or checkpoint.stem + ("_stochastic" if args.stochastic else "")
     return EvalJob(checkpoint, state, config, env, policy, model, model_path if model else None, threshold, eval_dir_for(checkpoint) / stem)
+
+
+def load_image_reward_model(path: str, device: torch.device, env: VecEnv):
+    from embodireward.rewards import BaseImageRewardModel, load_reward_model
+
+    model = load_reward_model(path, device=device, expected_env=env.describe())
+    if not isinstance(model, BaseImageRewardModel):
+        raise CommandError(f"--reward-model: '{path}' holds a '{model.sidecar['name']}' model, which scores clips; "
+                           "the video overlay needs a single-frame (image) reward model")
+    return model
 
 
 def score_frames(model, video: EpisodeVideo, batch_size: int = 256) -> np.ndarray:
