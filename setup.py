@@ -21,6 +21,7 @@ setup(
         "imageio-ffmpeg",  # MP4 eval videos (embodireward eval --video)
         "matplotlib",  # embodireward plot, pipeline report figures
         "scipy",  # t and normal quantiles of the confidence intervals
+        "pillow>=10.1",  # caption bands of eval videos (a sized default font)
         "safetensors",
         "tqdm",
     ],

@@ -131,7 +131,7 @@ class Pipeline:
         if force:  # the summary and report go too: they describe the runs being moved aside
             for path in (self.data_dir, *self.stage_dir.values(), *(self.root / name for name in (SUMMARY_NAME, REPORT_NAME, FIGURES_DIR))):
                 self._move_aside(path)
-        seconds = 0.0
+        seconds, summary_path = 0.0, None
         for number, stage in enumerate(STAGES, start=1):
             if self.is_done(stage):
                 print(f"[pipeline] stage {number}/3 '{stage}' already finished in {self.stage_dir[stage]}; skipping (use --force to re-run)")
@@ -142,8 +142,9 @@ class Pipeline:
             record = {"seconds": round(time.perf_counter() - start, 1), **record}
             seconds += record["seconds"]
             atomic_write_json(self.stage_dir[stage] / DONE_MARKER, record)
-            write_summary_and_report(self, config_path)  # after each stage: a later failure keeps what is done
-        summary_path = write_summary_and_report(self, config_path)
+            summary_path = write_summary_and_report(self, config_path)  # after each stage: a later failure keeps it
+        if summary_path is None:  # every stage was done already: rebuild from their directories
+            summary_path = write_summary_and_report(self, config_path)
         print(f"[pipeline] done ({seconds:.0f} s of stage time in this run); summary: {summary_path}, "
               f"report: {summary_path.with_name(REPORT_NAME)}")
         return json.loads(summary_path.read_text())

@@ -137,3 +137,23 @@ def test_bad_input_is_one_line_and_writes_nothing(trained_run, tmp_path):
     model_without_video = run_module("embodireward", "eval", str(bare), "--reward-model", str(tmp_path))
     assert model_without_video.returncode == 2 and "add --video" in model_without_video.stderr
     assert not (bare / "eval").exists()
+
+
+def test_video_tiles_upscale_and_fall_back_to_gif_without_ffmpeg(tmp_path, monkeypatch):
+    from embodireward.tools import video
+    from embodireward.trainer.evaluator import EpisodeVideo
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 3, 16, 16, 3), dtype=np.uint8)  # T=5 steps, K=3 episodes
+    clip = EpisodeVideo({"cam": images}, success=np.zeros((5, 3), dtype=bool), lengths=np.array([5, 5, 3]))
+    frames = video.compose(clip, "cam")
+    tile = 256  # 16 px enlarged 16 times
+    assert np.array_equal(frames[2, :tile, :tile], images[2, 0].repeat(16, axis=0).repeat(16, axis=1))
+    second_row = (frames.shape[1] - 4) // 2 + 4  # two rows of (tile + caption) with a 4 px gap
+    assert np.array_equal(frames[4, second_row:second_row + tile, :tile], images[4, 2].repeat(16, 0).repeat(16, 1))
+    assert (frames[0, second_row:, tile + 4:] == 255).all()  # 3 episodes in a 2 x 2 grid: one empty cell
+
+    monkeypatch.setattr(video, "ffmpeg_available", lambda: False)
+    written = video.write_video(tmp_path / "clip", frames, fps=5)
+    assert written == tmp_path / "clip.gif" and not (tmp_path / "clip.mp4").exists()
+    assert iio.imread(written).shape[0] == 5

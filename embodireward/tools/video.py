@@ -45,8 +45,9 @@ class CaptionPainter:
 
     def __init__(self, width: int, with_reward_model: bool):
         self.width = width
-        self.font = ImageFont.load_default(size=max(12, width // 20))
-        self.line = int(self.font.size * 1.35)
+        size = max(12, width // 20)
+        self.font = ImageFont.load_default(size=size)  # Pillow's bundled scalable font (Pillow >= 10.1)
+        self.line = int(size * 1.35)
         self.with_reward_model = with_reward_model
         self.height = self.line * (3 if with_reward_model else 2) + (self.line // 2 if with_reward_model else 0) + 4
 
