@@ -25,8 +25,8 @@ DESCRIPTION = """Plot one TensorBoard scalar of runs (directories or globs) into
 Runs that are seeds of one experiment are drawn as their mean with a 95% confidence band
 (Student's t over the seeds). Seeds of one experiment: the run names agree once a trailing
 timestamp (_20250101_120000) and seed suffix (_3, _seed3, -s3) are removed, and their
-config.json agree apart from seeds, paths (keys ending in _dir/_path, resume, init_from) and
-machine settings (device, threads, progress_bar, wandb). A pipeline directory gives one
+config.json agree apart from seeds, exp_name, paths (keys ending in _dir/_path, resume,
+init_from) and machine settings (device, threads, progress_bar, wandb). A pipeline directory gives one
 panel per stage. The CSV holds, per panel, experiment and x: the number of runs, mean, std
 and the 95% band."""
 
