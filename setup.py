@@ -18,6 +18,10 @@ setup(
         "tensorboard",
         "wandb",
         "imageio",
+        "imageio-ffmpeg",  # MP4 eval videos (embodireward eval --video)
+        "matplotlib",  # embodireward plot, pipeline report figures
+        "scipy",  # t and normal quantiles of the confidence intervals
+        "pillow>=10.1",  # caption bands of eval videos (a sized default font)
         "safetensors",
         "tqdm",
     ],
@@ -28,9 +32,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "embodireward-train=embodireward.train:cli",
-            "embodireward-train-reward=embodireward.train_reward:cli",
-            "embodireward-list=embodireward.list:cli",
+            "embodireward=embodireward.commands:cli",
         ],
     },
 )

@@ -15,7 +15,13 @@ automatically: the collection callback writes into ``reward_data/``, the reward 
 and the learned-reward stage starts from the warm-up's final checkpoint (``init_from``) with the
 reward model's ``best_model``. A finished stage (``stage_done.json``) is skipped on re-run; an
 interrupted PPO stage resumes from its latest checkpoint; ``--force`` re-runs every stage, moving
-earlier outputs aside instead of deleting them.
+earlier outputs (summary and report included) aside instead of deleting them. After each stage,
+``pipeline_summary.json`` and ``report.md`` are rebuilt from the stage directories
+(``embodireward.pipeline_report``).
+
+Merge rule of a PPO stage: ``base`` merged with the stage block by :func:`deep_merge`; objects
+merge key by key, every other value replaces the base one as a whole, lists included (a stage's
+``callbacks`` list replaces the base list; repeat base callbacks the stage should keep).
 """
 from __future__ import annotations
 
@@ -27,7 +33,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from embodireward import builder
 from embodireward.config import ConfigError, parse_dataclass, parse_train_config
 from embodireward.utils.io import atomic_write_json
 
@@ -97,6 +102,7 @@ class Pipeline:
 
     def validate(self) -> None:
         """Check all three stage configs before anything runs (errors name the stage)."""
+        from embodireward import builder
         from embodireward.rewards.training import RewardTrainConfig
 
         for stage, config in (("warmup", self.warmup), ("learned_reward", self.learned_reward)):
@@ -118,52 +124,62 @@ class Pipeline:
             stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
             path.rename(path.with_name(f"{path.name}.replaced_{stamp}"))
 
-    def run(self, force: bool = False) -> Dict[str, Any]:
+    def run(self, force: bool = False, config_path: Optional[Path] = None) -> Dict[str, Any]:
+        from embodireward.pipeline_report import FIGURES_DIR, REPORT_NAME, SUMMARY_NAME, write_summary_and_report
+
         self.validate()
-        if force:
-            for path in (self.data_dir, *self.stage_dir.values()):
+        if force:  # the summary and report go too: they describe the runs being moved aside
+            for path in (self.data_dir, *self.stage_dir.values(), *(self.root / name for name in (SUMMARY_NAME, REPORT_NAME, FIGURES_DIR))):
                 self._move_aside(path)
-        summary: Dict[str, Any] = {"root": str(self.root), "stages": {}}
-        summary_path = self.root / "pipeline_summary.json"
-        if summary_path.is_file():
-            summary["stages"].update(json.loads(summary_path.read_text()).get("stages", {}))
+        seconds, summary_path = 0.0, None
         for number, stage in enumerate(STAGES, start=1):
             if self.is_done(stage):
                 print(f"[pipeline] stage {number}/3 '{stage}' already finished in {self.stage_dir[stage]}; skipping (use --force to re-run)")
                 continue
             print(f"[pipeline] stage {number}/3 '{stage}' -> {self.stage_dir[stage]}")
             start = time.perf_counter()
-            metrics = self._run_stage(stage)
-            record = {"seconds": round(time.perf_counter() - start, 1), "metrics": metrics}
+            record = self._run_stage(stage)
+            record = {"seconds": round(time.perf_counter() - start, 1), **record}
+            seconds += record["seconds"]
             atomic_write_json(self.stage_dir[stage] / DONE_MARKER, record)
-            summary["stages"][stage] = record
-            atomic_write_json(summary_path, summary)
-        total = sum(stage["seconds"] for stage in summary["stages"].values())
-        print(f"[pipeline] done in {total:.0f} s of stage time; summary: {summary_path}")
-        return summary
+            summary_path = write_summary_and_report(self, config_path)  # after each stage: a later failure keeps it
+        if summary_path is None:  # every stage was done already: rebuild from their directories
+            summary_path = write_summary_and_report(self, config_path)
+        print(f"[pipeline] done ({seconds:.0f} s of stage time in this run); summary: {summary_path}, "
+              f"report: {summary_path.with_name(REPORT_NAME)}")
+        return json.loads(summary_path.read_text())
 
     def _run_stage(self, stage: str) -> Dict[str, Any]:
+        """Run one stage; returns what its ``stage_done.json`` keeps beside the time taken."""
         if stage == "reward_model":
             from embodireward.rewards.training import RewardTrainConfig, train_reward_model
 
-            result = train_reward_model(parse_dataclass(RewardTrainConfig, self.reward_model, "reward_model"))
-            return {**result["best"], "recommended_threshold": result["recommended_threshold"]}
+            train_reward_model(parse_dataclass(RewardTrainConfig, self.reward_model, "reward_model"))
+            return {}  # its metrics.json holds the best epoch, threshold and metrics
         config = self.warmup if stage == "warmup" else self.learned_reward
         if (self.stage_dir[stage] / "checkpoints" / "latest.pt").is_file():
             # interrupted earlier: continue that run instead of starting over
             config = deep_merge(config, {"runtime": {"resume": str(self.stage_dir[stage]), "init_from": None}})
-        return run_training_stage(config, self.base_dir)
+        totals = run_training_stage(config, self.base_dir)
+        return {"reward_model_total": totals} if totals else {}
 
 
 def run_training_stage(config_data: Dict[str, Any], base_dir: Optional[Path]) -> Dict[str, float]:
+    """Train one PPO stage; returns the reward model's run totals against the true success (empty
+    without a reward model): ``precision``, ``recall``, ``agreement``, ``false_positive_rate``, ... ."""
+    from embodireward import builder
     from embodireward.trainer.trainer import Trainer
 
     config = parse_train_config(config_data)
     trainer = Trainer(config, builder.validate_config(config, base_dir))
-    metrics = trainer.train()
-    return {key: value for key, value in metrics.items() if key.startswith(("eval/", "episode/", "reward_model/"))}
+    try:
+        metrics = trainer.train()
+    finally:
+        trainer.close()
+    prefix = "reward_model_total/"
+    return {key[len(prefix):]: value for key, value in metrics.items() if key.startswith(prefix)}
 
 
 def run_pipeline(data: Dict[str, Any], config_path: Optional[Path] = None, force: bool = False) -> Dict[str, Any]:
     base_dir = config_path.resolve().parent if config_path else None
-    return Pipeline(data, base_dir).run(force=force)
+    return Pipeline(data, base_dir).run(force=force, config_path=config_path)

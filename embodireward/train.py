@@ -9,16 +9,31 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from embodireward.cli import run_cli
+from embodireward.cli import make_parser, run_cli
 from embodireward.config import ConfigError, apply_overrides, load_json, parse_train_config
+
+DESCRIPTION = """Train a policy from a JSON config, or run the three-stage learned-reward pipeline.
+
+A config with a top-level "pipeline" section runs the pipeline: warm-up PPO with data
+collection (1_warmup), reward-model training (2_reward_model), PPO on the learned reward
+(3_learned_reward), then pipeline_summary.json and report.md. Each PPO stage is the "base"
+config merged with its stage block: objects merge key by key, any other value (a list such
+as "callbacks", a number, a string) replaces the base value as a whole."""
+
+EXAMPLES = """
+  embodireward train --config configs/push_cube_2d/ppo.json
+  embodireward train --config configs/push_cube_2d/ppo.json --set runtime.seed=1 --set algorithm.cfg.learning_rate=1e-4
+  embodireward train --config configs/push_cube_2d/ppo.json --set runtime.resume=outputs/<run_dir>
+  embodireward train --config configs/push_cube_2d/pipeline.json [--force]
+"""
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m embodireward.train", description=__doc__.splitlines()[0])
+    parser = make_parser("python -m embodireward.train", DESCRIPTION, EXAMPLES)
     parser.add_argument("--config", required=True, help="JSON config file (see configs/ and README.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value before validation, e.g. --set algorithm.cfg.learning_rate=1e-4")
-    parser.add_argument("--force", action="store_true", help="pipeline configs: re-run stages that already finished")
+    parser.add_argument("--force", action="store_true", help="pipeline configs: re-run every stage (earlier outputs, summary and report are moved aside)")
     return parser.parse_args(argv)
 
 

@@ -5,14 +5,23 @@ Config errors print one line (``json.path: message``) and exit with status 2.
 """
 from __future__ import annotations
 
-import argparse
 from typing import List, Optional
 
-from embodireward.cli import run_cli
+from embodireward.cli import make_parser, run_cli
+
+DESCRIPTION = """Train an image reward model (a success classifier) on a collected data directory.
+
+Writes best_model.safetensors + best_model.json (the sidecar), last_model.*, metrics.json
+and TensorBoard logs into the config's output_dir."""
+
+EXAMPLES = """
+  embodireward train-reward --config configs/push_cube_2d/reward_model.json
+  embodireward train-reward --config configs/push_cube_2d/reward_model.json --set data_path=data/my_task --set epochs=3
+"""
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m embodireward.train_reward", description=__doc__.splitlines()[0])
+    parser = make_parser("python -m embodireward.train_reward", DESCRIPTION, EXAMPLES)
     parser.add_argument("--config", required=True, help="reward training JSON config (see configs/push_cube_2d/reward_model.json)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (parsed as JSON), e.g. --set epochs=3; repeatable")

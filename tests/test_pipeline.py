@@ -1,5 +1,7 @@
-"""The one-config, three-stage pipeline with tiny settings: chaining, skipping, --force."""
+"""The one-config, three-stage pipeline with tiny settings: chaining, skipping, --force, summary and report."""
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -40,15 +42,59 @@ def test_pipeline_chains_stages_and_skips_finished_ones(tmp_path):
     assert "initialised policy weights from" in first.stdout
     summary = json.loads((root / "pipeline_summary.json").read_text())
     assert set(summary["stages"]) == {"warmup", "reward_model", "learned_reward"}
+    check_summary_against_logs(root, summary)
+    check_report_links(root)
+    watched = run_module("embodireward", "eval", str(root / "3_learned_reward"), "--episodes", "8", "--video", cwd=tmp_path)
+    assert watched.returncode == 0, watched.stderr[-3000:]
+    scored = json.loads((root / "3_learned_reward" / "eval" / "latest.json").read_text())["reward_model"]
+    assert scored["path"] == str(root / "2_reward_model" / "best_model.safetensors")  # the run's own model
 
     again = run_module("embodireward.train", "--config", str(config_path), cwd=tmp_path)
     assert again.returncode == 0
     assert again.stdout.count("already finished") == 3
+    assert json.loads((root / "pipeline_summary.json").read_text())["stages"] == summary["stages"]  # rebuilt alike
 
+    stale = {**summary, "stages": {**summary["stages"], "old_stage": {"dir": "gone"}}}
+    (root / "pipeline_summary.json").write_text(json.dumps(stale))
     forced = run_module("embodireward.train", "--config", str(config_path), "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert "already finished" not in forced.stdout
     assert len(list((tmp_path / "outputs" / "tiny").glob("1_warmup.replaced_*"))) == 1  # moved aside, not deleted
+    assert set(json.loads((root / "pipeline_summary.json").read_text())["stages"]) == {"warmup", "reward_model", "learned_reward"}
+    (old_summary,) = root.glob("pipeline_summary.json.replaced_*")
+    assert "old_stage" in json.loads(old_summary.read_text())["stages"]
+    assert len(list(root.glob("report.md.replaced_*"))) == 1
+    check_report_links(root)
+
+
+def check_summary_against_logs(root: Path, summary: dict) -> None:
+    """Final and best values are those of the stage's TensorBoard scalars, not a last-iteration snapshot."""
+    from embodireward.tools.scalars import read_event_scalars
+
+    for stage, folder in (("warmup", "1_warmup"), ("learned_reward", "3_learned_reward")):
+        logged = read_event_scalars(root / folder / "logs")["episode/success_once"]
+        entry = summary["stages"][stage]["scalars"]["episode/success_once"]
+        assert entry["final"] == pytest.approx(logged[-1, 2]) and entry["best"] == pytest.approx(logged[:, 2].max())
+        assert entry["best_step"] == int(logged[logged[:, 2].argmax(), 0])
+    loss = read_event_scalars(root / "2_reward_model" / "logs")["val/loss"]
+    assert summary["stages"]["reward_model"]["scalars"]["val/loss"]["best"] == pytest.approx(loss[:, 2].min())
+    totals = summary["stages"]["learned_reward"]["reward_model_vs_true_success"]
+    # the stage is one iteration of 6 steps x 8 envs with episode_length 6: 8 terminal frames scored,
+    # and the run totals equal that iteration's logged agreement
+    assert totals["images"] == 8
+    per_iteration = read_event_scalars(root / "3_learned_reward" / "logs")
+    for key in ("agreement", "precision", "recall"):
+        if f"reward_model/{key}" in per_iteration:
+            assert totals[key] == pytest.approx(per_iteration[f"reward_model/{key}"][-1, 2])
+    assert summary["stages"]["warmup"]["checkpoint"] == str(root / "1_warmup" / "checkpoints" / "latest.pt")
+
+
+def check_report_links(root: Path) -> None:
+    report = (root / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", report)
+    assert any(link.endswith(".png") for link in links) and "pipeline_summary.json" in links
+    missing = [link for link in links if not (root / link).exists()]
+    assert not missing, missing
 
 
 def test_pipeline_rejects_a_bad_stage_before_running_anything(tmp_path):

@@ -47,7 +47,7 @@ def test_list_command_prints_components_with_descriptions():
     result = run_module("embodireward.list")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for heading in ("envs:", "policys:", "algorithms:", "reward models:", "callbacks:"):
+    for heading in ("envs:", "policies:", "algorithms:", "reward models:", "callbacks:"):
         assert heading in out
     line = next(line for line in out.splitlines() if line.strip().startswith("ppo"))
     assert "PPO" in line  # the docstring's first line

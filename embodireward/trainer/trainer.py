@@ -25,7 +25,7 @@ from embodireward.trainer import run_state
 from embodireward.trainer.callbacks import CallbackList, StepData
 from embodireward.trainer.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from embodireward.trainer.episode_stats import EpisodeStats
-from embodireward.trainer.evaluator import evaluate
+from embodireward.trainer.evaluator import EVAL_ENV_SEED_OFFSET, EVAL_RESET_SEED_OFFSET, evaluate
 from embodireward.trainer.logger import Logger
 from embodireward.trainer.resume import check_resume_config, record_changes
 from embodireward.trainer.run_dir import check_run_dir_writable, choose_run_dir, creating
@@ -98,7 +98,7 @@ class Trainer:
         with allocation_errors("env.cfg", f"env '{config.env.id}' with num_envs={config.env.cfg.get('num_envs', 'default')}"):
             self.env = builder.build_env(config, self.device, seed)
             if runtime.eval_freq > 0 and self.is_main:
-                self.eval_env = builder.build_env(config, self.device, seed + 10_000, for_eval=True)
+                self.eval_env = builder.build_env(config, self.device, runtime.seed + EVAL_ENV_SEED_OFFSET, for_eval=True)
         with allocation_errors("policy", f"policy '{config.policy.name}'"):
             self.policy = builder.build_policy(config, self.env.single_observation_space, self.env.single_action_space, self.device)
         with allocation_errors("algorithm.cfg", f"algorithm '{config.algorithm.name}' and its buffer"):
@@ -257,7 +257,7 @@ class Trainer:
         runtime = self.config.runtime
         video_envs = min(runtime.video_episodes, self.eval_env.num_envs) if runtime.record_video else 0
         with torch_threads(runtime.rollout_threads):  # the same small-batch stepping as a rollout
-            metrics, frames = evaluate(self.policy, self.eval_env, seed=runtime.seed + 20_000,
+            metrics, frames = evaluate(self.policy, self.eval_env, seed=runtime.seed + EVAL_RESET_SEED_OFFSET,
                                        episodes=runtime.eval_episodes, video_envs=video_envs)
         self.logger.add_scalars(metrics, self.global_step)
         if frames is not None:

@@ -1,0 +1,4 @@
+"""``python -m embodireward <command>``: the same as the ``embodireward`` console script."""
+from embodireward.commands import cli
+
+cli()

@@ -1,0 +1,1 @@
+"""Command-line tools: evaluate, judge and plot runs."""
