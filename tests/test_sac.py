@@ -224,6 +224,22 @@ def test_update_counts_gradient_steps_and_delays_actor_and_target():
     assert sac.update(progress=0.0)["gradient_steps"] == 3
 
 
+def test_update_waits_for_a_batch_when_resumed_without_the_buffer():
+    sac = filled_sac(utd=0.5)
+    state = sac.state_dict()  # save_replay_buffer is off
+    assert "replay_buffer" not in state
+    resumed = make_sac(STATE, gym.spaces.Box(-1.0, 1.0, (2,), np.float32), 8, buffer_size=64, batch_size=16, learning_starts=0, utd=0.5)
+    resumed.load_state_dict(state)
+    resumed.collected += 8
+    resumed.buffer.add(torch.randn(8, 3), torch.zeros(8, 2), torch.zeros(8), torch.randn(8, 3), torch.zeros(8, dtype=torch.bool),
+                       torch.zeros(8, dtype=torch.bool))
+    assert resumed.update(progress=0.0) == {"gradient_steps": 0.0} and resumed.pending_steps == 0  # 8 < batch_size
+    resumed.collected += 8
+    resumed.buffer.add(torch.randn(8, 3), torch.zeros(8, 2), torch.zeros(8), torch.randn(8, 3), torch.zeros(8, dtype=torch.bool),
+                       torch.zeros(8, dtype=torch.bool))
+    assert resumed.update(progress=0.0)["gradient_steps"] == 4  # 0.5 x the 8 new transitions, no burst of the earlier ones
+
+
 def test_state_dict_round_trip_continues_the_update_exactly():
     sac = filled_sac(utd=0.0625, save_replay_buffer=True)
     sac.update(progress=0.0)

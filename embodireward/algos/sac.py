@@ -26,7 +26,7 @@ from embodireward.envs.base import Obs
 from embodireward.policies.base import ActorQPolicy
 from embodireward.registry import register_algo
 from embodireward.utils.distributed import all_reduce_mean, average_gradients, broadcast_module, world_size
-from embodireward.utils.obs import obs_batch_size
+from embodireward.utils.obs import obs_batch_size, obs_to
 from embodireward.utils.precision import Precision, full_precision
 
 
@@ -186,7 +186,7 @@ class SAC(Algorithm):
             self.buffer.add(obs, actions, rewards, info["final_obs"], terminated, truncated)
             self.collected += num_envs
             obs = next_obs
-        self.policy.update_normalizer(self.buffer.recent_obs(num_steps * num_envs))
+        self.policy.update_normalizer(obs_to(self.buffer.recent_obs(num_steps * num_envs), self.device))
         return obs
 
     # -- update -------------------------------------------------------------------------------
@@ -196,7 +196,9 @@ class SAC(Algorithm):
         start = max(self.seen, math.ceil(cfg.learning_starts / world_size()))
         self.pending_steps += cfg.utd * max(0, self.collected - start)
         self.seen = self.collected
-        num_steps = int(self.pending_steps + 1e-9) if len(self.buffer) >= cfg.batch_size else 0
+        if len(self.buffer) < cfg.batch_size:  # e.g. resumed without the saved buffer: nothing to learn from yet
+            self.pending_steps = 0.0
+        num_steps = int(self.pending_steps + 1e-9)  # the epsilon keeps 0.29 x 100 (28.999...) from rounding down to 28
         self.pending_steps -= num_steps
         if num_steps == 0:
             return {"gradient_steps": 0.0}
