@@ -18,6 +18,7 @@ from embodireward.builder import validate_config
 from embodireward.config import ConfigError, NetworkConfig, PolicySection, parse_dataclass, parse_train_config
 from embodireward.envs.push_cube_2d import PushCube2D, PushCube2DConfig
 from embodireward.policies.squashed_gaussian import SquashedGaussianPolicy
+from embodireward.utils.precision import Precision
 from tests.conftest import REPO_ROOT, run_module, write_json
 
 STATE = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -177,6 +178,18 @@ def test_squashed_gaussian_actions_stay_in_bounds_with_the_tanh_log_density():
     torch.testing.assert_close(log_prob[inside], squashed.log_prob(actions).sum(-1)[inside], rtol=1e-4, atol=1e-3)
     deterministic, _ = policy.act(obs, deterministic=True)
     torch.testing.assert_close(deterministic, torch.tanh(mean) * torch.tensor([2.0, 0.25]) + torch.tensor([1.0, 0.25]))
+
+
+def test_bf16_autocast_keeps_q_values_and_log_probs_float32():
+    block = NetworkConfig(hidden_sizes=[32, 32], activation="relu")
+    policy = SquashedGaussianPolicy(PolicySection(name="squashed_gaussian", actor=block, critic=block), STATE,
+                                    gym.spaces.Box(-1.0, 1.0, (2,), np.float32))
+    with Precision("bf16").autocast():
+        actions, log_prob = policy.rsample(torch.randn(8, 3))
+        q1, q2 = policy.critic(torch.randn(8, 3), actions)
+        hidden = policy.critic.q1.body(torch.randn(8, 5))
+    assert hidden.dtype == torch.bfloat16  # the layers did run in bf16
+    assert actions.dtype == log_prob.dtype == q1.dtype == q2.dtype == torch.float32
 
 
 def test_squashed_gaussian_rejects_unbounded_actions():

@@ -63,24 +63,36 @@ class SquashedGaussianActor(nn.Module):
         return self.mean(features), log_std
 
 
+class QNetwork(nn.Module):
+    """[features, action] -> MLP -> Q value ``[B]``."""
+
+    def __init__(self, in_dim: int, block: NetworkConfig, layer_norm: bool):
+        super().__init__()
+        self.body = mlp(in_dim, block.hidden_sizes, block.activation, layer_norm)
+        self.head = orthogonal_init(nn.Linear(block.hidden_sizes[-1] if block.hidden_sizes else in_dim, 1), gain=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(x)
+        # float32 Q values under autocast: TD errors are small differences of large values, which bf16 rounds
+        with full_precision():
+            return self.head(features.float()).squeeze(-1)
+
+
 class TwinQCritic(nn.Module):
-    """``(obs, action) -> (Q1, Q2)``: one observation encoder, two independent MLP heads on [features, action].
+    """``(obs, action) -> (Q1, Q2)``: one observation encoder, two independent Q networks on [features, action].
 
     The block's encoder is built without its hidden layers (an MLP block then passes the state through,
-    a CNN block gives its conv features), and ``hidden_sizes`` become each Q head's layers.
+    a CNN block gives its conv features), and ``hidden_sizes`` become each Q network's layers.
     """
 
     def __init__(self, block: NetworkConfig, obs_space: gym.Space, action_dim: int, layer_norm: bool):
         super().__init__()
         self.encoder = build_encoder(dataclasses.replace(block, hidden_sizes=[]), obs_space)
-        in_dim = self.encoder.out_dim + action_dim
-        out_dim = block.hidden_sizes[-1] if block.hidden_sizes else in_dim
-        self.q1, self.q2 = (nn.Sequential(mlp(in_dim, block.hidden_sizes, block.activation, layer_norm),
-                                          orthogonal_init(nn.Linear(out_dim, 1), gain=1.0)) for _ in range(2))
+        self.q1, self.q2 = (QNetwork(self.encoder.out_dim + action_dim, block, layer_norm) for _ in range(2))
 
     def forward(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([self.encoder(obs), actions], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        return self.q1(x), self.q2(x)
 
 
 @register_policy("squashed_gaussian")
