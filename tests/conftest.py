@@ -11,9 +11,28 @@ from pathlib import Path
 import pytest
 import torch
 
+from embodireward import register_callback
+from embodireward.trainer.callbacks import Callback
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 torch.set_num_threads(1)  # CI has 2 cores; tests stay small
+
+
+@register_callback("test_stop_after", override=True)
+class StopAfter(Callback):
+    """Interrupts the run right after iteration ``cfg["iteration"]`` was checkpointed, like a kill there."""
+
+    def on_checkpoint(self, trainer, path):
+        if trainer.iteration == self.cfg["iteration"] and path.endswith("latest.pt"):
+            raise KeyboardInterrupt
+
+
+def stop_after(config: dict, iteration: int) -> dict:
+    """``config`` with the ``test_stop_after`` callback appended (iteration 0: it never stops)."""
+    config = copy.deepcopy(config)
+    config["callbacks"] = [*config.get("callbacks", []), {"name": "test_stop_after", "cfg": {"iteration": iteration}}]
+    return config
 
 
 def tiny_train_config(tmp_path: Path, **runtime) -> dict:

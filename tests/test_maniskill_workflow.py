@@ -1,14 +1,16 @@
 """The learned-reward workflow on a real ManiSkill task: PickCube-v1, 2 CPU workers, lavapipe.
 
 Collection callback -> files with the env's labels -> reward model inference on those frames ->
-one PPO iteration with the reward hook scoring terminal frames. Skipped only where mani_skill or
-Vulkan is genuinely missing outside CI (see tests/test_maniskill.py).
+one PPO iteration, and one SAC iteration, with the reward hook scoring terminal frames. Skipped
+only where mani_skill or Vulkan is genuinely missing outside CI (see tests/test_maniskill.py).
 """
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -32,8 +34,11 @@ def pick_cube_config(tmp_path, run: str) -> dict:
     }
 
 
-def test_collection_reward_model_and_hook_on_pick_cube(tmp_path):
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    """One PPO iteration with the collection callback, and a reward model for its data."""
     require(vulkan=True)
+    tmp_path = tmp_path_factory.mktemp("pick_cube")
     data_dir = tmp_path / "data"
     collect = pick_cube_config(tmp_path, "collect")
     collect["callbacks"] = [{"name": "reward_data_collection",
@@ -52,9 +57,17 @@ def test_collection_reward_model_and_hook_on_pick_cube(tmp_path):
         trainer.train()
     finally:
         trainer.env.close()
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    model = build_reward_model(ModelSection(name="resnet_reward", cfg={"arch": "resnet10", "hidden_dim": 32}), manifest)
+    checkpoint = save_reward_model(model, tmp_path / "rm", extra_sidecar={"manifest": manifest})
+    return SimpleNamespace(root=tmp_path, data_dir=data_dir, manifest=manifest, successes=successes, checkpoint=checkpoint)
+
+
+def test_collection_reward_model_and_hook_on_pick_cube(collected):
+    tmp_path, data_dir, manifest, checkpoint = collected.root, collected.data_dir, collected.manifest, collected.checkpoint
+    successes = collected.successes
 
     # every finished episode became one file whose labels are the env's per-step success
-    manifest = json.loads((data_dir / "manifest.json").read_text())
     assert manifest["env"]["env_id"] == "PickCube-v1" and manifest["image_size"] == [64, 64]
     files = sorted(data_dir.glob("*/*.npy"))
     assert len(files) == ENVS * ROLLOUT // EPISODE
@@ -70,8 +83,6 @@ def test_collection_reward_model_and_hook_on_pick_cube(tmp_path):
     assert manifest["counts"]["positive"] == expected_positive
 
     # a reward model built for this data scores its frames
-    model = build_reward_model(ModelSection(name="resnet_reward", cfg={"arch": "resnet10", "hidden_dim": 32}), manifest)
-    checkpoint = save_reward_model(model, tmp_path / "rm", extra_sidecar={"manifest": manifest})
     frames = torch.from_numpy(np.load(files[0], allow_pickle=True).item()["images"]["base_camera"])
     probs = load_reward_model(checkpoint).compute_reward(frames)  # float [T, C, H, W] in [0, 1]
     assert probs.shape == (EPISODE,) and bool(((probs >= 0) & (probs <= 1)).all())
@@ -88,3 +99,41 @@ def test_collection_reward_model_and_hook_on_pick_cube(tmp_path):
     events.Reload()
     assert events.Scalars("reward_model/images")[-1].value == ENVS * ROLLOUT // EPISODE
     assert "episode/success_once" in events.Tags()["scalars"]
+
+
+def test_sac_iteration_on_the_learned_reward_fills_the_buffer_with_it(collected):
+    """SAC on PickCube-v1: the terminal-frame reward hook's output is what the replay buffer stores, and it updates."""
+    config = pick_cube_config(collected.root, "sac")
+    config["policy"] = {"name": "squashed_gaussian", "actor": {"hidden_sizes": [32], "activation": "relu"},
+                        "critic": {"hidden_sizes": [32], "activation": "relu"}}
+    config["algorithm"] = {"name": "sac", "cfg": {"learning_starts": 10, "batch_size": 8, "buffer_size": 100, "utd": 0.5,
+                                                  "bootstrap_at_done": "always"}}
+    config["reward"] = {"use_reward_model": True, "checkpoint_path": str(collected.checkpoint), "reward_mode": "terminal",
+                        "success_reward": 5.0, "fail_reward": -1.0}
+    trainer = Trainer(parse_train_config(config))
+    hook_rewards, env_rewards = [], []
+    original_compute = trainer.reward_hook.compute
+
+    def recording_compute(env_reward, *args, **kwargs):
+        reward = original_compute(env_reward, *args, **kwargs)
+        hook_rewards.append(reward.clone())
+        env_rewards.append(env_reward.clone())
+        return reward
+
+    trainer.reward_hook.compute = recording_compute
+    try:
+        trainer.train()
+    finally:
+        trainer.env.close()
+    buffer = trainer.algo.buffer
+    stored = buffer.rewards[: len(buffer)].view(ROLLOUT, ENVS)
+    assert torch.equal(stored, torch.stack(hook_rewards).cpu())
+    ends = buffer.truncated[: len(buffer)] | buffer.terminated[: len(buffer)]
+    assert ends.sum() == ENVS * ROLLOUT // EPISODE  # scored episode ends: a success or a fail reward there, 0 elsewhere
+    assert set(stored.flatten()[ends.flatten()].tolist()) <= {5.0, -1.0} and (stored.flatten()[~ends.flatten()] == 0).all()
+    assert not torch.equal(stored, torch.stack(env_rewards).cpu())
+    events = EventAccumulator(str(collected.root / "sac" / "logs"))
+    events.Reload()
+    assert events.Scalars("losses/gradient_steps")[-1].value == 5  # utd 0.5 x the 10 transitions after learning_starts
+    assert np.isfinite(events.Scalars("losses/qf_loss")[-1].value)
+    assert events.Scalars("reward_model/images")[-1].value == ENVS * ROLLOUT // EPISODE

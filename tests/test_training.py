@@ -8,11 +8,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from embodireward import register_callback
 from embodireward.trainer.callbacks import Callback
 from embodireward.trainer.checkpoint import load_checkpoint
 from embodireward.train import train_from_dict
-from tests.conftest import run_module, write_json
+from tests.conftest import run_module, stop_after, write_json
 
 
 def scalars(run_dir: Path) -> dict:
@@ -42,19 +41,10 @@ def test_run_writes_config_checkpoints_and_documented_scalars(tmp_path, tiny_con
 TIME_TAGS = ("charts/sps", "charts/rollout_time_share")  # wall-clock figures differ between any two runs
 
 
-@register_callback("test_stop_after", override=True)
-class StopAfter(Callback):
-    """Interrupts the run right after iteration ``cfg["iteration"]`` was checkpointed, like a kill there."""
-
-    def on_checkpoint(self, trainer, path):
-        if trainer.iteration == self.cfg["iteration"] and path.endswith("latest.pt"):
-            raise KeyboardInterrupt
-
-
 def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_config):
     tiny_config["runtime"].update(iterations=4, eval_freq=1, eval_episodes=4)
     tiny_config["algorithm"]["cfg"].update(lr_schedule="linear")
-    tiny_config["callbacks"] = [{"name": "test_stop_after", "cfg": {"iteration": 0}}]  # never stops
+    tiny_config = stop_after(tiny_config, 0)  # never stops: the same callbacks as the interrupted run
     assert train_from_dict(tiny_config) == 0
     uninterrupted = scalars(tmp_path / "run")
 

@@ -38,6 +38,9 @@ class Algorithm(ABC):
     """
 
     policy_methods: Tuple[str, ...] = ("act",)
+    # state_dict() entries too large to repeat in every checkpoint (a replay buffer): kept in
+    # latest.pt, the one a resume continues from, and left out of best.pt and iter_*.pt
+    resume_only_state: Tuple[str, ...] = ()
 
     def __init__(self, cfg: Any, policy: torch.nn.Module, device: torch.device,
                  precision: Optional[Precision] = None, compile: bool = False):

@@ -4,36 +4,10 @@ from __future__ import annotations
 from typing import Dict, Iterator, Optional
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from embodireward.envs.base import Obs
-from embodireward.utils.obs import obs_index, obs_map
-
-_TORCH_DTYPES = {np.dtype("uint8"): torch.uint8, np.dtype("bool"): torch.bool}
-
-
-def _obs_storage(space: gym.Space, shape_prefix, device) -> Obs:
-    if isinstance(space, gym.spaces.Dict):
-        return {key: _obs_storage(sub, shape_prefix, device) for key, sub in space.spaces.items()}
-    dtype = _TORCH_DTYPES.get(np.dtype(space.dtype), torch.float32)
-    return torch.zeros(*shape_prefix, *space.shape, dtype=dtype, device=device)
-
-
-def obs_bytes(space: gym.Space) -> int:
-    """Bytes one observation of ``space`` takes in storage (uint8 images, float32 otherwise)."""
-    if isinstance(space, gym.spaces.Dict):
-        return sum(obs_bytes(sub) for sub in space.spaces.values())
-    itemsize = 1 if np.dtype(space.dtype) in _TORCH_DTYPES else 4
-    return int(np.prod(space.shape)) * itemsize
-
-
-def _obs_assign(storage: Obs, index, value: Obs) -> None:
-    if isinstance(storage, dict):
-        for key in storage:
-            storage[key][index] = value[key]
-    else:
-        storage[index] = value
+from embodireward.utils.obs import obs_assign, obs_index, obs_map, obs_nbytes, obs_storage
 
 
 def _obs_flatten(obs: Obs) -> Obs:
@@ -51,12 +25,12 @@ class RolloutBuffer:
     @staticmethod
     def estimate_bytes(num_steps: int, num_envs: int, obs_space: gym.Space, action_dim: int) -> int:
         """Storage of one rollout: observations, actions and the 9 per-step scalars."""
-        return num_steps * num_envs * (obs_bytes(obs_space) + 4 * action_dim + 4 * 9)
+        return num_steps * num_envs * (obs_nbytes(obs_space) + 4 * action_dim + 4 * 9)
 
     def __init__(self, num_steps: int, num_envs: int, obs_space: gym.Space, action_dim: int, device: torch.device):
         self.num_steps, self.num_envs, self.device = num_steps, num_envs, device
         shape = (num_steps, num_envs)
-        self.obs = _obs_storage(obs_space, shape, device)
+        self.obs = obs_storage(obs_space, shape, device)
         self.actions = torch.zeros(*shape, action_dim, device=device)
         self.log_probs = torch.zeros(shape, device=device)
         self.values = torch.zeros(shape, device=device)
@@ -73,7 +47,7 @@ class RolloutBuffer:
         if self.step >= self.num_steps:
             raise RuntimeError("rollout buffer is full; call clear() before a new rollout")
         t = self.step
-        _obs_assign(self.obs, t, obs)
+        obs_assign(self.obs, t, obs)
         self.actions[t] = actions
         self.log_probs[t] = log_probs
         self.rewards[t] = rewards

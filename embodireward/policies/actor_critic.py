@@ -14,7 +14,7 @@ from embodireward.config import NetworkConfig, PolicySection, parse_dataclass
 from embodireward.envs.base import Obs
 from embodireward.policies.base import ActorCriticPolicy
 from embodireward.policies.networks import build_encoder, orthogonal_init
-from embodireward.policies.normalizer import RunningMeanStd
+from embodireward.policies.normalizer import ObsNormalization
 from embodireward.registry import register_policy
 
 
@@ -26,7 +26,7 @@ class ActorCriticConfig:
 
 
 @register_policy("actor_critic")
-class ActorCritic(ActorCriticPolicy):
+class ActorCritic(ObsNormalization, ActorCriticPolicy):
     """Gaussian actor-critic: separate actor/critic networks from JSON blocks, learnable log-std."""
 
     Config = ActorCriticConfig
@@ -38,29 +38,13 @@ class ActorCritic(ActorCriticPolicy):
         critic_block = section.critic or NetworkConfig()
         action_dim = int(np.prod(action_space.shape))
 
-        self.normalizer = None
-        if self.cfg.normalize_obs:
-            space = obs_space[self.cfg.normalize_key] if isinstance(obs_space, gym.spaces.Dict) else obs_space
-            self.normalizer = RunningMeanStd(int(np.prod(space.shape)))
+        self.init_normalizer(self.cfg.normalize_obs, obs_space, self.cfg.normalize_key)
 
         self.actor_encoder = build_encoder(actor_block, obs_space)
         self.actor_mean = orthogonal_init(nn.Linear(self.actor_encoder.out_dim, action_dim), gain=0.01)
         self.critic_encoder = build_encoder(critic_block, obs_space)
         self.critic_head = orthogonal_init(nn.Linear(self.critic_encoder.out_dim, 1), gain=1.0)
         self.log_std = nn.Parameter(torch.full((action_dim,), self.cfg.init_log_std))
-
-    # -- observation normalisation ------------------------------------------------------------
-    def _normalize(self, obs: Obs) -> Obs:
-        if self.normalizer is None:
-            return obs
-        if isinstance(obs, dict):
-            key = self.cfg.normalize_key
-            return {**obs, key: self.normalizer(obs[key])}
-        return self.normalizer(obs)
-
-    def update_normalizer(self, obs: Obs) -> None:
-        if self.normalizer is not None:
-            self.normalizer.update(obs[self.cfg.normalize_key] if isinstance(obs, dict) else obs)
 
     def metrics(self) -> Dict[str, float]:
         return {"log_std": self.log_std.mean().item()}
@@ -81,17 +65,17 @@ class ActorCritic(ActorCriticPolicy):
         return action, dist.log_prob(action).sum(-1)
 
     def get_action(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        obs = self._normalize(obs)
+        obs = self.normalize_obs(obs)
         return (*self._sample(obs, deterministic, validate=True), self._value(obs))
 
     def act(self, obs: Obs, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         # no argument checks on this per-step path; evaluate_actions in the update still catches NaNs
-        return self._sample(self._normalize(obs), deterministic, validate=False)
+        return self._sample(self.normalize_obs(obs), deterministic, validate=False)
 
     def get_value(self, obs: Obs) -> torch.Tensor:
-        return self._value(self._normalize(obs))
+        return self._value(self.normalize_obs(obs))
 
     def evaluate_actions(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        obs = self._normalize(obs)
+        obs = self.normalize_obs(obs)
         dist = self._distribution(obs)
         return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1), self._value(obs)

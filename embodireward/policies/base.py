@@ -2,8 +2,9 @@
 
 :class:`Policy` is what the trainer and the evaluator use: ``act``. Each algorithm names the
 further methods it needs in ``Algorithm.policy_methods`` (PPO: :class:`ActorCriticPolicy`'s
-``get_value`` / ``evaluate_actions``; SAC: a squashed-Gaussian actor with Q critics), and a
-config pairing an algorithm with a policy that lacks them is rejected before anything runs.
+``get_value`` / ``evaluate_actions``; SAC: :class:`ActorQPolicy`'s ``normalize_obs`` / ``rsample``
+and its ``critic``), and a config pairing an algorithm with a policy that lacks them is rejected
+before anything runs.
 """
 from __future__ import annotations
 
@@ -60,3 +61,25 @@ class ActorCriticPolicy(Policy, ABC):
     def forward(self, obs: Obs, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Losses go through forward() so a DistributedDataParallel wrapper syncs gradients.
         return self.evaluate_actions(obs, actions)
+
+
+class ActorQPolicy(Policy, ABC):
+    """A stochastic actor with twin state-action critics: what off-policy algorithms (SAC) train.
+
+    ``actor`` and ``critic`` are submodules, so checkpoints and ``init_from`` carry both; the
+    algorithm optimises them separately and keeps a target copy of ``critic``.
+    ``critic(obs, actions) -> (q1, q2)``, each ``[B]``, and :meth:`rsample` take observations that
+    already went through :meth:`normalize_obs`; ``actions`` are in the env's action bounds.
+    """
+
+    actor: nn.Module
+    critic: nn.Module
+
+    @abstractmethod
+    def normalize_obs(self, obs: Obs) -> Obs:
+        """The observation as the networks see it (identity without a normaliser)."""
+
+    @abstractmethod
+    def rsample(self, obs: Obs) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action sample ``[B, A]`` and its float32 log-probability ``[B]``,
+        differentiable with respect to the actor's parameters."""

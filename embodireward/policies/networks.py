@@ -25,10 +25,11 @@ def orthogonal_init(layer: nn.Module, gain: float = float(np.sqrt(2)), bias: flo
     return layer
 
 
-def mlp(in_dim: int, hidden_sizes: List[int], activation: str) -> nn.Sequential:
+def mlp(in_dim: int, hidden_sizes: List[int], activation: str, layer_norm: bool = False) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> activation per hidden size (LayerNorm as in ManiSkill's SAC critics)."""
     layers: List[nn.Module] = []
     for size in hidden_sizes:
-        layers += [orthogonal_init(nn.Linear(in_dim, size)), ACTIVATIONS[activation]()]
+        layers += [orthogonal_init(nn.Linear(in_dim, size)), *([nn.LayerNorm(size)] if layer_norm else []), ACTIVATIONS[activation]()]
         in_dim = size
     return nn.Sequential(*layers)
 

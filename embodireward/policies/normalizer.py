@@ -1,9 +1,14 @@
 """Running mean/std observation normalisation (parallel Welford update)."""
 from __future__ import annotations
 
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
+from embodireward.envs.base import Obs
 from embodireward.utils.distributed import all_reduce_sum
 
 
@@ -45,3 +50,31 @@ class RunningMeanStd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / torch.sqrt(self.var + self.epsilon)).clamp(-self.clip, self.clip)
+
+
+class ObsNormalization:
+    """Policy mixin: optional running normalisation of the observation (its ``key`` entry for dicts).
+
+    Call :meth:`init_normalizer` in ``__init__``; the statistics live in ``self.normalizer``.
+    """
+
+    normalizer: Optional[RunningMeanStd]
+    normalize_key: str
+
+    def init_normalizer(self, enabled: bool, obs_space: gym.Space, key: str) -> None:
+        self.normalize_key = key
+        self.normalizer = None
+        if enabled:
+            space = obs_space[key] if isinstance(obs_space, gym.spaces.Dict) else obs_space
+            self.normalizer = RunningMeanStd(int(np.prod(space.shape)))
+
+    def normalize_obs(self, obs: Obs) -> Obs:
+        if self.normalizer is None:
+            return obs
+        if isinstance(obs, dict):
+            return {**obs, self.normalize_key: self.normalizer(obs[self.normalize_key])}
+        return self.normalizer(obs)
+
+    def update_normalizer(self, obs: Obs) -> None:
+        if self.normalizer is not None:
+            self.normalizer.update(obs[self.normalize_key] if isinstance(obs, dict) else obs)

@@ -21,10 +21,14 @@ STATISTICAL_RESUME_NOTE = (" (statistical resume: env '{env}' cannot snapshot it
                            "episodes in progress restart and the run does not repeat an uninterrupted one exactly)")
 
 
-def capture(trainer: "Trainer") -> Dict[str, Any]:
+def capture(trainer: "Trainer", for_resume: bool = True) -> Dict[str, Any]:
+    """The state to save; without ``for_resume`` the algorithm's bulky resume-only parts are left out."""
+    algorithm = trainer.algo.state_dict()
+    if not for_resume:
+        algorithm = {key: value for key, value in algorithm.items() if key not in trainer.algo.resume_only_state}
     return {
         "policy": trainer.policy.state_dict(),
-        "algorithm": trainer.algo.state_dict(),
+        "algorithm": algorithm,
         "env": trainer.env.state_dict(),
         "last_obs": trainer._last_obs,
         "episode_stats": trainer.episode_stats.state_dict(),

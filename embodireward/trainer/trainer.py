@@ -289,5 +289,5 @@ class Trainer:
         if not self.is_main:
             return
         path = self.checkpoint_dir / name
-        save_checkpoint(path, run_state.capture(self))
+        save_checkpoint(path, run_state.capture(self, for_resume=name == "latest.pt"))
         self.callbacks.on_checkpoint(self, str(path))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, List
+from typing import Any, Iterable, Iterator, List
 
 import torch
 import torch.distributed as dist
@@ -72,6 +72,30 @@ def average_buffers(module: nn.Module) -> None:
     for buffer in module.buffers():
         if buffer.is_floating_point():
             all_reduce_mean(buffer.data)
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers to every rank (a common start without DDP)."""
+    if is_distributed():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src)
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Replace each gradient by its mean over ranks, in one all-reduce of the flattened gradients.
+
+    Call after ``backward()`` and before the optimizer step. Parameters without a gradient are
+    skipped, so every rank must have gradients for the same parameters.
+    """
+    if not is_distributed():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        flat = all_reduce_mean(torch.cat([g.flatten() for g in grads]))
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
 
 
 def data_parallel(module: nn.Module, device: torch.device, **ddp_kwargs: Any) -> nn.Module:

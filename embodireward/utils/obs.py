@@ -1,8 +1,10 @@
 """Observations are a tensor or a flat dict of tensors; these helpers treat both alike."""
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Callable, List, Sequence
 
+import gymnasium as gym
+import numpy as np
 import torch
 
 from embodireward.envs.base import Obs
@@ -36,3 +38,31 @@ def obs_cat(parts: List[Obs]) -> Obs:
 
 def obs_to(obs: Obs, device: torch.device) -> Obs:
     return obs_map(lambda value: value.to(device, non_blocking=True), obs)
+
+
+_TORCH_DTYPES = {np.dtype("uint8"): torch.uint8, np.dtype("bool"): torch.bool}
+
+
+def obs_storage(space: gym.Space, shape_prefix: Sequence[int], device: torch.device) -> Obs:
+    """Zeros of shape ``[*shape_prefix, *space.shape]`` per entry: uint8 images stay uint8, the rest float32."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: obs_storage(sub, shape_prefix, device) for key, sub in space.spaces.items()}
+    dtype = _TORCH_DTYPES.get(np.dtype(space.dtype), torch.float32)
+    return torch.zeros(*shape_prefix, *space.shape, dtype=dtype, device=device)
+
+
+def obs_nbytes(space: gym.Space) -> int:
+    """Bytes one observation takes in :func:`obs_storage`."""
+    if isinstance(space, gym.spaces.Dict):
+        return sum(obs_nbytes(sub) for sub in space.spaces.values())
+    itemsize = 1 if np.dtype(space.dtype) in _TORCH_DTYPES else 4
+    return int(np.prod(space.shape, dtype=np.int64)) * itemsize
+
+
+def obs_assign(storage: Obs, index, value: Obs) -> None:
+    """``storage[index] = value`` for every entry."""
+    if isinstance(storage, dict):
+        for key in storage:
+            storage[key][index] = value[key]
+    else:
+        storage[index] = value
