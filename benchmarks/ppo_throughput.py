@@ -117,7 +117,7 @@ def main() -> None:
             print(f"  repeat {repeat + 1}/{args.repeats} {variant:>14}: {results[variant][-1]['sps']:8,.0f} env steps/s, "
                   f"{results[variant][-1]['ms_per_step']:.2f} ms per gradient step", flush=True)
     base = statistics.median(r["sps"] for r in results["fp32"]) if "fp32" in results else None
-    print(f"\n| variant | whole-loop env steps/s | ms per gradient step | vs fp32 eager |")
+    print("\n| variant | whole-loop env steps/s | ms per gradient step | vs fp32 eager |")
     print("|---|---:|---:|---:|")
     for variant, runs in results.items():
         sps = statistics.median(r["sps"] for r in runs)

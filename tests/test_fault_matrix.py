@@ -9,7 +9,6 @@ Read-only and full-disk cases mount real tmpfs file systems (root only: CI runs 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional

@@ -1,6 +1,5 @@
 """End-to-end behaviour of the trainer: plugins, checkpoints and resume, logging."""
 import json
-import os
 import textwrap
 from pathlib import Path
 

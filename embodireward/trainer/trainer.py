@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -114,7 +113,6 @@ class Trainer:
         self._action_high = torch.as_tensor(self.env.single_action_space.high, device=self.device)
 
     def _create_run_files(self, resumed: bool) -> None:
-        runtime = self.config.runtime
         if self.is_main:
             with creating(self.run_dir), writing(self.run_dir):
                 if resumed:
