@@ -1,6 +1,19 @@
-"""PushCube2D with a distractor cube: a built-in task on which a naive success classifier is fooled.
+"""push_cube_2d_distractor: push_cube_2d with a look-alike cube next to the goal.
 
-Placeholder docstring (filled in once the design is measured).
+A second cube of a similar colour (orange-red, the target is crimson) spawns near the goal,
+outside it and off the target's path (``distractor_min_angle``..``distractor_max_angle`` degrees
+around the goal away from the target). It is pushed like the target and pushes the target back
+(see :mod:`.physics`), and the policy observes it (6 extra state entries: position, offset from
+the pusher, offset to the goal). Reward, ``success`` and ``info["stage"]`` count only the target,
+so the env-reward task is push_cube_2d with an obstacle. ``info["metrics"]`` adds
+``distractor_goal_dist`` and ``distractor_in_goal``.
+
+Why it fools a success classifier trained on warm-up frames: a policy trained on the env reward
+pushes the target and (almost) never leaves the distractor in the goal, so in its terminal frames
+"a red square covers the green disc" and "the target is in the goal" coincide. A classifier
+trained on them has no reason to tell the two reds apart and scores a frame with the distractor
+in the goal as a success (see the README, "A task that fools the success classifier", for the
+measured rate, and for what a learned-reward run on it does).
 """
 from __future__ import annotations
 
@@ -22,8 +35,9 @@ class PushCube2DDistractorConfig(PushCube2DConfig):
     # the distractor's centre spawns this far from the goal centre ...
     distractor_min_goal_dist: float = 0.25
     distractor_max_goal_dist: float = 0.35
-    # ... at least this many degrees around the goal away from the target cube (off its path)
+    # ... this many degrees around the goal away from the target cube (0: on the target's path to the goal)
     distractor_min_angle: float = 90.0
+    distractor_max_angle: float = 180.0
 
     def validate(self, path: str) -> None:
         super().validate(path)
@@ -33,8 +47,8 @@ class PushCube2DDistractorConfig(PushCube2DConfig):
         closest = min(self.distractor_min_goal_dist, TABLE_HALF_SIZE - self.cube_half_size - self.spawn_half_size)
         if closest <= self.goal_radius:
             raise config_error(path, "distractor_min_goal_dist", f"the distractor could spawn in the goal: its distance from the goal centre can be as low as {closest:.3f} <= goal_radius {self.goal_radius}")
-        if not 0 <= self.distractor_min_angle <= 180:
-            raise config_error(path, "distractor_min_angle", f"must be in [0, 180] degrees, got {self.distractor_min_angle}")
+        if not 0 <= self.distractor_min_angle <= self.distractor_max_angle <= 180:
+            raise config_error(path, "distractor_min_angle", f"need 0 <= distractor_min_angle <= distractor_max_angle <= 180 (degrees), got {self.distractor_min_angle} and {self.distractor_max_angle}")
 
 
 @register_env("push_cube_2d_distractor")
@@ -54,7 +68,7 @@ class PushCube2DDistractor(PushCube2D):
         n = cube.shape[0]
         to_cube = cube - goal
         angle = torch.atan2(to_cube[:, 1:], to_cube[:, :1])
-        turn = self._uniform(n, 1, math.radians(cfg.distractor_min_angle), math.pi)
+        turn = self._uniform(n, 1, math.radians(cfg.distractor_min_angle), math.radians(cfg.distractor_max_angle))
         side = torch.where(self._uniform(n, 1, 0.0, 1.0) < 0.5, -1.0, 1.0)
         angle = angle + side * turn
         dist = self._uniform(n, 1, cfg.distractor_min_goal_dist, cfg.distractor_max_goal_dist)
@@ -72,4 +86,4 @@ class PushCube2DDistractor(PushCube2D):
 
     def describe(self) -> Dict[str, Any]:
         cfg = self.cfg
-        return {**super().describe(), "distractor": {"min_goal_dist": cfg.distractor_min_goal_dist, "max_goal_dist": cfg.distractor_max_goal_dist, "min_angle": cfg.distractor_min_angle}}
+        return {**super().describe(), "distractor": {"min_goal_dist": cfg.distractor_min_goal_dist, "max_goal_dist": cfg.distractor_max_goal_dist, "min_angle": cfg.distractor_min_angle, "max_angle": cfg.distractor_max_angle}}
