@@ -35,7 +35,8 @@ class PushCube2DDistractorConfig(PushCube2DConfig):
     # the distractor's centre spawns this far from the goal centre ...
     distractor_min_goal_dist: float = 0.25
     distractor_max_goal_dist: float = 0.35
-    # ... this many degrees around the goal away from the target cube (0: on the target's path to the goal)
+    # ... this many degrees around the goal away from the target cube (0: on the target's path to the goal;
+    # a spawn overlapping the target is moved apart from it)
     distractor_min_angle: float = 90.0
     distractor_max_angle: float = 180.0
 
