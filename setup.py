@@ -28,7 +28,7 @@ setup(
     extras_require={
         # ManiSkill3 is imported lazily: the core runs without it
         "maniskill": ["mani-skill"],
-        "test": ["pytest"],
+        "test": ["pytest", "pygame"],
     },
     entry_points={
         "console_scripts": [

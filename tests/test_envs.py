@@ -354,7 +354,7 @@ def test_gymnasium_config_errors():
         make_gym(env_id="Pendulm-v1")
     with pytest.raises(ConfigError, match=r"^env\.cfg\.vectorization: "):
         make_gym(env_id="Pendulum-v1", vectorization="threads")
-    with pytest.raises(ValueError, match="only Box action spaces"):
+    with pytest.raises(ConfigError, match=r"^env\.cfg\.env_id: .*Discrete\(2\); only Box \(continuous\) action spaces"):
         make_gym(env_id="CartPole-v1")
 
 

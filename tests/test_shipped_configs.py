@@ -38,6 +38,6 @@ def test_shipped_config_validates(path):
 
 def test_configs_exist():
     names = {str(p.relative_to(REPO_ROOT / "configs")) for p in CONFIGS}
-    assert {"push_cube_2d/ppo.json", "push_cube_2d/pipeline.json", "push_cube_2d/reward_model.json",
+    assert {"push_cube_2d/ppo.json", "push_cube_2d/pipeline.json", "push_cube_2d/reward_model.json", "push_cube_2d/hacking_pipeline.json",
             "maniskill/pickcube_pipeline.json", "maniskill/pushcube_pipeline.json", "maniskill/pickcube_ppo_cnn.json",
             "push_cube_2d/sac.json", "maniskill/pushcube_sac.json", "maniskill/pickcube_sac.json"} <= names
