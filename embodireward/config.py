@@ -271,10 +271,13 @@ class RewardSection:
     reward_weight: float = 1.0
     env_reward_weight: float = 0.0
     threshold: Optional[float] = None  # None: the checkpoint's recommended threshold, else 0.5
-    use_soft_reward: bool = False
+    use_soft_reward: bool = False  # binary: fail + p (success - fail); K classes: expected class reward
     success_reward: float = 1.0
     fail_reward: float = 0.0
-    batch_size: int = 256
+    class_rewards: Optional[List[float]] = None  # K-class models: one reward per class (success last), e.g. [0, 0.5, 1]
+    # frames per reward-model forward pass: bounds peak memory; on CPU larger batches run faster
+    # (resnet10 at 64x64: 1024 frames in one pass take ~25% less time than 4 passes of 256)
+    batch_size: int = 1024
     debug_save_dir: Optional[str] = None
     debug_save_max: int = 1000
 
@@ -283,6 +286,8 @@ class RewardSection:
             raise config_error(path, "checkpoint_path", "required when use_reward_model is true")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise config_error(path, "threshold", f"must be in [0, 1], got {self.threshold}")
+        if self.batch_size < 1:
+            raise config_error(path, "batch_size", f"must be >= 1, got {self.batch_size}")
 
 
 @dataclass

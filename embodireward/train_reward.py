@@ -27,6 +27,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="override a config value (parsed as JSON), e.g. --set epochs=3; repeatable")
     args = parser.parse_args(argv)
 
+    from embodireward.rewards.evaluation import summary_line
     from embodireward.rewards.training import load_reward_train_config, train_reward_model
     from embodireward.utils import distributed as dist_utils
 
@@ -35,12 +36,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = train_reward_model(cfg)
         if dist_utils.rank() != 0:
             return 0
-    best = result["best"]
+    threshold = result["recommended_threshold"]
     print(
-        f"best epoch {result['best_epoch']}/{result['epochs_run']}: val/accuracy {best['val/accuracy']:.4f}  "
-        f"val/f1 {best['val/f1']:.4f}  val/auroc {best['val/auroc']:.4f}  "
-        f"recommended_threshold {result['recommended_threshold']:.3f}\n"
-        f"saved {result['paths']['best_model']} (metrics: {result['paths']['metrics']})"
+        f"best epoch {result['best_epoch']}/{result['epochs_run']}: {summary_line(result['best'], 'val/')}"
+        + (f"  recommended_threshold {threshold:.3f}" if threshold is not None else "")
+        + f"\nsaved {result['paths']['best_model']} (metrics: {result['paths']['metrics']}, evaluation: {result['paths']['evaluation']})"
     )
     return 0
 

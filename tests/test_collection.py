@@ -47,8 +47,10 @@ def pixel(env_id: int, t: int) -> int:
     return t * 8 + env_id  # encodes which env and step a frame came from (t < 32)
 
 
-def drive(cb, trainer, steps, success=lambda env_id, t: False, start=0):
-    """Step a scripted env: every episode lasts ``env.length`` steps; frames as ``cb`` requests."""
+def drive(cb, trainer, steps, success=lambda env_id, t: False, start=0, stage=None):
+    """Step a scripted env: every episode lasts ``env.length`` steps; frames as ``cb`` requests.
+
+    ``stage(env_id, t)`` (optional) fills ``info["stage"]``."""
     env = trainer.env
     n = env.num_envs
     for t in range(start, start + steps):
@@ -62,14 +64,15 @@ def drive(cb, trainer, steps, success=lambda env_id, t: False, start=0):
             frames = Frames(ids, {CAM: images.expand(-1, env.image_size, env.image_size, 3).contiguous()})
         zeros = torch.zeros(n)
         trainer.global_step = t + 1
+        info = {} if stage is None else {"stage": torch.tensor([stage(e, t) for e in range(n)])}
         cb.on_step(trainer, StepData(global_step=t + 1, obs=None, actions=None, next_obs=None, reward=zeros, env_reward=zeros,
-                                     terminated=done & succ, truncated=done & ~succ, info={}, frames=frames, success=succ))
+                                     terminated=done & succ, truncated=done & ~succ, info=info, frames=frames, success=succ))
 
 
 def make(tmp_path, trainer=None, **cfg):
     cfg.setdefault("data_dir", str(tmp_path / "data"))
-    cb = RewardDataCollection(parse_dataclass(RewardDataCollection.Config, cfg, "callbacks[0].cfg"), trainer)
     trainer = trainer or make_trainer(tmp_path)
+    cb = RewardDataCollection(parse_dataclass(RewardDataCollection.Config, cfg, "callbacks[0].cfg"), trainer)
     cb.on_train_start(trainer)
     return cb, trainer
 
@@ -106,9 +109,10 @@ def test_trajectory_episode_end_labels_and_manifest(tmp_path):
 
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest == {
-        "format": "trajectory", "env": trainer.env.describe(), "camera_keys": [CAM], "image_size": [4, 4],
-        "render": "episode_end", "positive_dir": "positive", "negative_dir": "negative",
-        "counts": {"positive": 2, "negative": 4}, "version": 1,
+        "format": "trajectory", "labels": "success", "env": trainer.env.describe(), "camera_keys": [CAM], "image_size": [4, 4],
+        "render": "episode_end", "class_names": ["negative", "positive"], "num_classes": 2,
+        "negative_dir": "negative", "positive_dir": "positive", "counts": {"positive": 2, "negative": 4}, "version": 2,
+        "trajectory_files": [f"negative/{i:06d}.npy" for i in range(4)] + ["positive/000000.npy", "positive/000001.npy"],
     }
     assert cb.progress() == {"pos": 2, "neg": 4}
     assert ("collection/positive", 2, 8) in trainer.logger.scalars and ("collection/negative", 4, 8) in trainer.logger.scalars
@@ -210,7 +214,7 @@ def test_frames_format_sampling_caps_and_trajectory_ids(tmp_path):
     assert iio.imread(data / "success" / "000000.png")[0, 0, 0] == pixel(0, 2)
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["positive_dir"] == "success" and manifest["negative_dir"] == "failure"
-    assert manifest["counts"] == {"positive": 3, "negative": 0}
+    assert manifest["counts"] == {"success": 3, "failure": 0} and manifest["class_names"] == ["failure", "success"]
     ids = manifest["frame_trajectories"]
     assert ids["success/000000.png"] == ids["success/000001.png"] != ids["success/000002.png"]
 
@@ -227,7 +231,7 @@ def test_frames_format_sample_rate_and_resumed_ids(tmp_path):
     drive(cb2, trainer2, 4)
     cb2.on_train_end(trainer2)
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
-    assert len(manifest["frame_trajectories"]) == manifest["counts"]["negative"] > kept
+    assert len(manifest["frame_trajectories"]) == manifest["counts"]["failure"] > kept
     new_ids = set(manifest["frame_trajectories"].values()) - first_ids
     assert new_ids and min(new_ids) > max(first_ids)
 
@@ -240,7 +244,7 @@ def test_ranks_get_distinct_trajectory_ids(tmp_path):
         cb.on_train_end(trainer)
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert len(manifest["frame_trajectories"]) == 6 and len(set(manifest["frame_trajectories"].values())) == 6
-    assert manifest["counts"]["negative"] == 6
+    assert manifest["counts"]["failure"] == 6
 
 
 def test_run_dir_placeholder_and_camera_check(tmp_path):
@@ -259,13 +263,86 @@ def test_config_errors_name_the_key(cfg, key):
         parse_dataclass(RewardDataCollection.Config, cfg, "callbacks[0].cfg")
 
 
-def test_corrupt_existing_manifest_is_a_one_line_error_naming_the_file(tmp_path):
-    from embodireward.collection.reward_data import RewardDataCollection
-    from embodireward.config import ConfigError, parse_dataclass
-
-    (tmp_path / "manifest.json").write_text("{broken")
-    callback = RewardDataCollection(parse_dataclass(RewardDataCollection.Config, {"data_dir": str(tmp_path)}), None)
-    callback.manifest_path = tmp_path / "manifest.json"
+def test_corrupt_existing_manifest_is_a_one_line_error_at_construction(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text("{broken")
     with pytest.raises(ConfigError, match=r"manifest\.json: unreadable \(fix or remove it\)") as info:
-        callback._read_manifest()
+        RewardDataCollection(parse_dataclass(RewardDataCollection.Config, {"data_dir": str(tmp_path / "data")}), make_trainer(tmp_path))
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------- stage labels
+
+STAGES = ("failed", "partial", "success")
+
+
+class FakeStageEnv(FakeEnv):
+    stage_names = STAGES
+
+
+def stage_of(e, t):
+    """env 0 climbs failed -> partial -> success within each 4-step episode; env 1 stops at partial; env 2 stays failed."""
+    return (min(t % 4, 2), min(t % 4, 1), 0)[e]
+
+
+def test_stage_labels_in_frames_format(tmp_path):
+    cb, trainer = make(tmp_path, trainer=make_trainer(tmp_path, FakeStageEnv()), format="frames", labels="stage", render="every_step")
+    drive(cb, trainer, 4, success=lambda e, t: stage_of(e, t) == 2, stage=stage_of)
+    cb.on_train_end(trainer)
+    data = tmp_path / "data"
+    stored = {name: [int(iio.imread(data / name / f)[0, 0, 0]) for f in names(data / name)] for name in STAGES}
+    # frame pixel t * 8 + env: failed: env 0 t0, env 1 t0, env 2 t0-3; partial: env 0 t1, env 1 t1-3; success: env 0 t2-3
+    assert stored == {"failed": sorted([pixel(0, 0), pixel(1, 0)] + [pixel(2, t) for t in range(4)]),
+                      "partial": sorted([pixel(0, 1)] + [pixel(1, t) for t in (1, 2, 3)]), "success": [pixel(0, 2), pixel(0, 3)]}
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["labels"] == "stage" and manifest["class_names"] == list(STAGES) and manifest["num_classes"] == 3
+    assert manifest["counts"] == {"failed": 6, "partial": 4, "success": 2} and "positive_dir" not in manifest
+    assert cb.progress() == {"pos": 2, "neg": 10}
+
+
+def test_stage_labels_in_trajectory_format_load_as_classes(tmp_path):
+    from embodireward.rewards.data import load_reward_data
+    from embodireward.rewards.dataset import split_by_trajectory
+
+    cb, trainer = make(tmp_path, trainer=make_trainer(tmp_path, FakeStageEnv()), labels="stage", render="every_step")
+    drive(cb, trainer, 16, success=lambda e, t: stage_of(e, t) == 2, stage=stage_of)
+    cb.on_train_end(trainer)
+    data_dir = tmp_path / "data"
+    assert [len(names(data_dir / name)) for name in STAGES] == [4, 4, 4]  # each episode under its highest stage
+    assert load(data_dir / "success" / "000000.npy")["labels"].tolist() == [0, 1, 2, 2]
+    assert load(data_dir / "partial" / "000000.npy")["labels"].dtype == np.int64
+    data = load_reward_data(data_dir)
+    assert data.class_names == list(STAGES) and data.counts()["classes"] == {"failed": 4 * 4 + 4 + 4, "partial": 4 * 3 + 4, "success": 8}
+    train, val = split_by_trajectory(data, 0.25, seed=0)
+    assert sorted(data.labels[val].unique().tolist()) == [0, 1, 2]  # one trajectory of each stage held out
+    assert not set(data.trajectory[train].tolist()) & set(data.trajectory[val].tolist())
+
+
+def test_stage_labels_need_stage_info(tmp_path):
+    with pytest.raises(ConfigError, match=r"^reward_data_collection.labels: 'stage' needs env 'fake' to name its stages in a stage_names attribute"):
+        make(tmp_path, labels="stage")
+    cb, trainer = make(tmp_path, trainer=make_trainer(tmp_path, FakeStageEnv()), labels="stage")
+    with pytest.raises(RuntimeError, match=r"the env's step info has no 'stage'"):
+        drive(cb, trainer, 1)
+    cb, trainer = make(tmp_path, trainer=make_trainer(tmp_path, FakeStageEnv()), labels="stage", data_dir=str(tmp_path / "d2"))
+    with pytest.raises(RuntimeError, match=r"info\['stage'\] must be in \[0, 2\]"):
+        drive(cb, trainer, 1, stage=lambda e, t: 3)
+    with pytest.raises(ConfigError, match=r"^callbacks\[0\]\.cfg\.positive_dir: not used with labels 'stage'"):
+        parse_dataclass(RewardDataCollection.Config, {"labels": "stage", "positive_dir": "yes"}, "callbacks[0].cfg")
+
+
+def test_construction_checks_run_before_any_file_is_written(tmp_path):
+    class NoSuccess(FakeEnv):
+        has_success = False
+
+    config = parse_dataclass(RewardDataCollection.Config, {"data_dir": str(tmp_path / "data")}, "callbacks[0].cfg")
+    with pytest.raises(ConfigError, match=r"^reward_data_collection: env 'fake' reports no success \(has_success is false\)"):
+        RewardDataCollection(config, make_trainer(tmp_path, NoSuccess()))
+    (tmp_path / "file").write_text("in the way")
+    blocked = parse_dataclass(RewardDataCollection.Config, {"data_dir": str(tmp_path / "file" / "data")}, "callbacks[0].cfg")
+    with pytest.raises(ConfigError, match=r"^reward_data_collection.data_dir: cannot collect into '.*file/data': '.*file' exists and is not a directory$"):
+        RewardDataCollection(blocked, make_trainer(tmp_path))
+    RewardDataCollection(config, make_trainer(tmp_path))  # a valid one constructs ...
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # ... and writes nothing before on_train_start
+    with pytest.raises(ConfigError, match=r"^callbacks\[0\]\.cfg\.target_success: target_success and target_failure are both 0"):
+        parse_dataclass(RewardDataCollection.Config, {"format": "frames", "target_success": 0, "target_failure": 0}, "callbacks[0].cfg")

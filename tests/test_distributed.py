@@ -25,8 +25,10 @@ from conftest import REPO_ROOT, tiny_train_config, write_json
 from embodireward.config import parse_train_config
 from embodireward.policies.normalizer import RunningMeanStd
 from embodireward.rewards import load_reward_model
-from embodireward.rewards.data import RewardDataset, load_reward_data, split_by_trajectory
-from embodireward.rewards.training import evaluate, predict, train_reward_model
+from embodireward.rewards.data import load_reward_data
+from embodireward.rewards.dataset import RewardDataset, split_by_trajectory
+from embodireward.rewards.evaluation import predict, score
+from embodireward.rewards.training import train_reward_model
 from embodireward.train import train_from_dict
 from embodireward.trainer.checkpoint import load_checkpoint
 from embodireward.trainer.episode_stats import EpisodeStats
@@ -177,7 +179,7 @@ def test_reward_training_is_data_parallel_and_validates_on_the_whole_set(ranks):
     val_set = RewardDataset(data, split_by_trajectory(data, cfg.val_split, cfg.seed)[1])
     logits, labels = predict(model, torch.utils.data.DataLoader(val_set, batch_size=64))
     counts = first["data"]["train"]
-    single = evaluate(logits, labels, torch.tensor(counts["negative"] / counts["positive"]))
+    single = score(logits, labels, data.class_names, torch.tensor(counts["negative"] / counts["positive"]))
     for key in ("loss", "accuracy", "f1", "auroc"):
         assert first["last"][f"val/{key}"] == pytest.approx(single[key], abs=1e-5), key
 

@@ -95,8 +95,9 @@ def constant_reward_model(directory, logit: float, recommended_threshold: float)
     env = PushCube2D(PushCube2DConfig(num_envs=1, episode_length=EPISODE_LENGTH, goal_radius=0.45, image_size=32), torch.device("cpu"))
     model = REWARD_MODELS.get("resnet_reward")(ResNetRewardConfig(image_size=[32, 32], hidden_dim=8))
     with torch.no_grad():
-        model.head[-1].weight.zero_()
-        model.head[-1].bias.fill_(logit)
+        output_layer = [layer for layer in model.head if isinstance(layer, torch.nn.Linear)][-1]
+        output_layer.weight.zero_()
+        output_layer.bias.fill_(logit)
     save_reward_model(model, directory, extra_sidecar={"manifest": {"env": env.describe()}, "recommended_threshold": recommended_threshold})
     return directory
 

@@ -156,7 +156,7 @@ CASES: List[Case] = [
     Case("unknown gymnasium id", with_config(lambda c: c.update(env={"id": "gymnasium", "cfg": {"env_id": "NoSuchEnv-v9"}})), "env.cfg.env_id"),
     Case("discrete-action gymnasium env", with_config(lambda c: c.update(env={"id": "gymnasium", "cfg": {"env_id": "CartPole-v1", "num_envs": 2}})), "env"),
     Case("collection on an env without success", with_config(lambda c: c.update(
-        env={"id": "gymnasium", "cfg": {"env_id": "Pendulum-v1", "num_envs": 2}}, callbacks=[{"name": "reward_data_collection"}])), "callbacks[0]"),
+        env={"id": "gymnasium", "cfg": {"env_id": "Pendulum-v1", "num_envs": 2}}, callbacks=[{"name": "reward_data_collection"}])), "reward_data_collection: env 'gymnasium' reports no success"),
     # -- the learned-reward hook
     Case("reward model without checkpoint", sets("reward.use_reward_model=true"), "reward.checkpoint_path"),
     Case("reward checkpoint missing", sets("reward.use_reward_model=true", "reward.checkpoint_path=/nonexistent/best_model.safetensors"), "/nonexistent/best_model.safetensors"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from embodireward.config import ConfigError
-from embodireward.pipeline import Pipeline
+from embodireward.pipeline import Pipeline, run_pipeline
 from tests.conftest import REPO_ROOT, run_module, write_json
 
 
@@ -106,4 +106,11 @@ def test_pipeline_rejects_a_bad_stage_before_running_anything(tmp_path):
     pipeline["warmup"]["callbacks"] = []
     with pytest.raises(ConfigError, match="reward_data_collection"):
         Pipeline(pipeline)
+    pipeline = tiny_pipeline(tmp_path)  # the reward model is checked before the warm-up collects its data
+    pipeline["reward_model"]["model"] = {"name": "resnet_reward", "cfg": {"arch": "resnet99"}}
+    with pytest.raises(ConfigError, match=r"^reward_model.model.cfg.arch: expected one of 'resnet10'"):
+        run_pipeline(pipeline)
+    pipeline["reward_model"]["model"] = {"name": "no_such_model"}
+    with pytest.raises(ConfigError, match=r"^reward_model.model.name: unknown reward model 'no_such_model'"):
+        run_pipeline(pipeline)
     assert not (tmp_path / "outputs").exists()

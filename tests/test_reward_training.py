@@ -17,7 +17,8 @@ import torch
 from conftest import run_module
 from embodireward.config import ConfigError, parse_dataclass
 from embodireward.rewards import load_reward_model
-from embodireward.rewards.data import AugmentConfig, RewardDataset, load_reward_data, split_by_trajectory
+from embodireward.rewards.data import load_reward_data
+from embodireward.rewards.dataset import AugmentConfig, RewardDataset, split_by_trajectory
 from embodireward.rewards.metrics import auroc, best_f1_threshold, binary_metrics
 from embodireward.rewards.training import RewardTrainConfig, train_reward_model
 
@@ -88,20 +89,20 @@ def test_load_trajectory_data(tmp_path):
     data = load_reward_data(root)
     assert len(data) == 20 and data.skipped == 0
     assert set(data.images) == {CAM, "wrist"} and data.images[CAM].shape == (20, 3, SIZE, SIZE) and data.images[CAM].dtype == torch.uint8
-    assert data.labels.tolist() == [0, 0, 1, 1] * 3 + [0, 0, 0, 0] * 2
+    assert data.labels.tolist() == [0, 0, 0, 0] * 2 + [0, 0, 1, 1] * 3  # class 0 ('negative') first, success last
     assert data.trajectory.tolist() == [t for t in range(5) for _ in range(4)] and data.step.tolist() == [0, 1, 2, 3] * 5
     stored = np.load(root / "positive" / "000000.npy", allow_pickle=True).item()["images"][CAM]
-    assert torch.equal(data.images[CAM][:4], torch.from_numpy(np.rint(stored * 255).astype(np.uint8)))  # exact uint8 round trip
-    assert data.counts() == {"samples": 20, "positive": 6, "negative": 14, "trajectories": 5}
+    assert torch.equal(data.images[CAM][8:12], torch.from_numpy(np.rint(stored * 255).astype(np.uint8)))  # exact uint8 round trip
+    assert data.counts() == {"samples": 20, "positive": 6, "negative": 14, "trajectories": 5, "classes": {"negative": 14, "positive": 6}}
     assert set(load_reward_data(root, ["wrist"]).images) == {"wrist"}
 
 
 def test_load_frames_data(tmp_path):
     data = load_reward_data(write_frames(tmp_path / "ids", n_pos=4, n_neg=5, per_trajectory=3))
-    assert data.images[CAM].shape == (9, 3, SIZE, SIZE) and data.labels.tolist() == [1] * 4 + [0] * 5
-    assert data.trajectory.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert data.images[CAM].shape == (9, 3, SIZE, SIZE) and data.labels.tolist() == [0] * 5 + [1] * 4  # 'failure' is class 0
+    assert data.trajectory.tolist() == [1, 1, 2, 2, 2, 0, 0, 0, 1]  # written success first: ids 0-3 // 3, then 4-8 // 3
     rng = np.random.default_rng(0)
-    assert torch.equal(data.images[CAM][0], torch.from_numpy(synth_frame(True, rng)).permute(2, 0, 1))
+    assert torch.equal(data.images[CAM][5], torch.from_numpy(synth_frame(True, rng)).permute(2, 0, 1))
     without_ids = load_reward_data(write_frames(tmp_path / "no_ids", n_pos=4, n_neg=5, per_trajectory=None))
     assert without_ids.trajectory.tolist() == list(range(9))  # one trajectory per file
     with pytest.raises(ConfigError, match="needs trajectory data"):
@@ -132,11 +133,11 @@ def test_empty_class_and_missing_manifest_are_clear_errors(tmp_path):
     root = write_trajectories(tmp_path / "data", n_pos=0, n_neg=3)
     with pytest.raises(ConfigError) as err:
         load_reward_data(root)
-    assert str(err.value) == f"reward data '{root}' has no positive samples ('positive/' holds no .npy files)"
+    assert str(err.value) == f"reward data '{root}' has no frames of class(es) ['positive'] (12 frames in total: {{'negative': 12, 'positive': 0}})"
     write_trajectories(tmp_path / "unreadable", n_pos=2, n_neg=2)
     for path in (tmp_path / "unreadable" / "negative").iterdir():
         path.write_bytes(b"junk")
-    with pytest.raises(ConfigError, match=r"has no readable negative samples \(all 2 files in 'negative/' are unreadable"):
+    with pytest.raises(ConfigError, match=r"has no readable 'negative' files \(all 2 files in 'negative/' are unreadable"):
         load_reward_data(tmp_path / "unreadable")
 
 
@@ -271,3 +272,17 @@ def test_shipped_config_parses():
 
     cfg = load_reward_train_config(Path(__file__).resolve().parent.parent / "configs/push_cube_2d/reward_model.json")
     assert cfg.model.name == "resnet_reward" and cfg.monitor == "val/f1"
+
+
+def test_output_dir_problems_are_one_line_errors_before_any_file(tmp_path):
+    data_path = write_frames(tmp_path / "data")
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ConfigError) as err:
+        train_reward_model(train_config(tmp_path, data_path, output_dir=str(tmp_path / "taken" / "rm")))
+    assert str(err.value) == f"output_dir: cannot write the reward model to '{tmp_path / 'taken' / 'rm'}': '{tmp_path / 'taken'}' exists and is not a directory"
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(ConfigError, match=r"^model.cfg.hidden_dim: must be >= 1"):
+        train_reward_model(train_config(tmp_path, data_path, model={"name": "resnet_reward", "cfg": {"hidden_dim": 0}}))
+    with pytest.raises(ConfigError, match=r"^reward data '.*' has no frames of class"):
+        train_reward_model(train_config(tmp_path, write_frames(tmp_path / "one_class", n_pos=0, n_neg=4)))
+    assert sorted(str(p) for p in tmp_path.rglob("*") if "one_class" not in str(p)) == before  # no output dir was created

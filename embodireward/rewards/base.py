@@ -1,20 +1,26 @@
-"""Base classes of learned reward models: success classifiers that map images to P(success).
+"""Base classes of learned reward models: classifiers that map images to P(success) or class probabilities.
 
-A model's ``forward`` takes *preprocessed* inputs and returns logits ``[B]``; ``preprocess``
-turns raw observations (what an env renders or a data file holds) into those inputs. Training
-and inference both go through ``preprocess``, so they see exactly the same pixels.
+A model's ``forward`` takes *preprocessed* inputs and returns logits: ``[B]`` for a binary success
+classifier (``num_classes`` 1: sigmoid, BCE), ``[B, K]`` for a ``K``-class model (``num_classes``
+K >= 2: softmax, cross-entropy; e.g. task stages failed / partial / success). The last class is
+success, so every model has a P(success): ``sigmoid(z)`` or ``softmax(z)[K-1]``. ``preprocess``
+turns raw observations (what an env renders or a data file holds) into those inputs. Training and
+inference both go through ``preprocess``, so they see exactly the same pixels.
 
 Subclasses of :class:`BaseImageRewardModel` / :class:`BaseVideoRewardModel` have a ``Config``
-dataclass with at least ``image_size`` ([H, W]), ``camera_keys`` (list of str) and
-``imagenet_norm`` (bool); video models add ``num_frames`` and ``frame_strategy``.
+dataclass deriving from :class:`ImageRewardConfig` (``image_size``, ``camera_keys``,
+``imagenet_norm``, ``num_classes``); video models add ``num_frames`` and ``frame_strategy``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from embodireward.config import config_error
 
 Images = Union[torch.Tensor, Dict[str, torch.Tensor]]
 
@@ -23,8 +29,43 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FRAME_STRATEGIES = ("uniform", "last", "first_last", "random")
 
 
+@dataclass
+class ImageRewardConfig:
+    """Config keys every image / clip reward model has (model configs derive from it)."""
+
+    image_size: List[int] = field(default_factory=lambda: [64, 64])  # [H, W] the encoder sees
+    camera_keys: List[str] = field(default_factory=lambda: ["top_camera"])  # one encoder per camera
+    imagenet_norm: bool = True
+    # 1: binary success classifier (sigmoid + BCE); K >= 2: K classes from the data (softmax +
+    # cross-entropy), the last class being success
+    num_classes: int = 1
+
+    def validate(self, path: str) -> None:
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise config_error(path, "image_size", f"expected [H, W] with both >= 8, got {self.image_size}")
+        if not self.camera_keys or len(set(self.camera_keys)) != len(self.camera_keys):
+            raise config_error(path, "camera_keys", f"expected a non-empty list of distinct camera keys, got {self.camera_keys}")
+        if self.num_classes < 1:
+            raise config_error(path, "num_classes", f"must be 1 (binary success) or >= 2 (classes), got {self.num_classes}")
+
+
+def success_probability(logits: torch.Tensor) -> torch.Tensor:
+    """P(success) ``[B]``: ``sigmoid(z)`` of binary logits ``[B]``, ``softmax(z)[:, K-1]`` of ``[B, K]`` logits."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if logits.dim() == 1 else torch.softmax(logits, dim=-1)[:, -1]
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``[B, K]`` class probabilities; binary logits ``[B]`` give ``K = 2``: ``[1 - p, p]``."""
+    logits = logits.float()
+    if logits.dim() == 1:
+        p = torch.sigmoid(logits)
+        return torch.stack([1.0 - p, p], dim=-1)
+    return torch.softmax(logits, dim=-1)
+
+
 class BaseRewardModel(nn.Module):
-    """Root of all reward models: observations -> probability of success per sample."""
+    """Root of all reward models: observations -> probability of success (or of each class) per sample."""
 
     Config: type
     registry_name: str  # set by @register_reward_model
@@ -34,6 +75,20 @@ class BaseRewardModel(nn.Module):
         self.cfg = cfg
         # What the checkpoint sidecar recorded (data manifest, threshold, metrics); {} if untrained.
         self.sidecar: Dict[str, Any] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """1 for a binary success classifier, else the number of classes ``K``."""
+        return int(getattr(self.cfg, "num_classes", 1))
+
+    @property
+    def class_names(self) -> List[str]:
+        """Names of the ``max(2, num_classes)`` outputs of :meth:`class_probabilities`; the last is success."""
+        k = max(2, self.num_classes)
+        names = self.sidecar.get("manifest", {}).get("class_names")
+        if isinstance(names, list) and len(names) == k:
+            return [str(name) for name in names]
+        return ["failure", "success"] if k == 2 else [f"class_{i}" for i in range(k)]
 
     def preprocess(self, observations: Any) -> Any:
         """Raw observations -> what ``forward`` takes."""
@@ -45,7 +100,19 @@ class BaseRewardModel(nn.Module):
     @torch.no_grad()
     def compute_reward(self, observations: Any, task_descriptions: Optional[List[str]] = None) -> torch.Tensor:
         """Probability of success per sample, float ``[B]``. Call ``eval()`` first (loaders do)."""
-        return torch.sigmoid(self.predict_logits(observations).float())
+        return success_probability(self.predict_logits(observations))
+
+    @torch.no_grad()
+    def compute_class_probabilities(self, observations: Any) -> torch.Tensor:
+        """Class probabilities, float ``[B, K]`` (``K = 2``, ``[1 - p, p]``, for a binary model)."""
+        return class_probabilities(self.predict_logits(observations))
+
+    def for_inference(self) -> "BaseRewardModel":
+        """The model as frozen inference runs it (the reward hook): the same outputs, possibly faster.
+
+        The default is the model itself; subclasses may return a copy with eval-mode constants folded.
+        """
+        return self
 
     def load_checkpoint(self, path: str) -> None:
         """Load weights from a ``.safetensors`` file written by ``save_reward_model``."""
@@ -72,6 +139,16 @@ class BaseRewardModel(nn.Module):
         success = torch.full_like(probs, success_reward)
         return torch.where(probs >= threshold, success, torch.full_like(probs, fail_reward))
 
+    @staticmethod
+    def class_reward(probs: torch.Tensor, class_rewards: Sequence[float], use_soft: bool = False) -> torch.Tensor:
+        """Map class probabilities ``[B, K]`` to rewards ``[B]`` with one reward ``r_k`` per class.
+
+        Soft: the expected reward ``sum_k p_k r_k``. Hard: ``r_argmax_k p_k``.
+        """
+        rewards = probs.new_tensor(list(class_rewards), dtype=torch.float32)
+        probs = probs.float()
+        return probs @ rewards if use_soft else rewards[probs.argmax(dim=-1)]
+
     def to_device(self, device: Union[str, torch.device]) -> "BaseRewardModel":
         return self.to(device)
 
@@ -81,21 +158,29 @@ class BaseRewardModel(nn.Module):
 
 
 def to_float_nchw(images: torch.Tensor, image_size: Sequence[int], imagenet_norm: bool, name: str = "images") -> torch.Tensor:
-    """``[N, C, H, W]`` or ``[N, H, W, C]``, uint8 or float in [0, 1] -> float ``[N, 3, *image_size]``."""
+    """``[N, C, H, W]`` or ``[N, H, W, C]``, uint8 or float in [0, 1] -> float ``[N, 3, *image_size]``.
+
+    One pass computes ``(x / 255 - mean) / std`` as ``x * scale + shift`` with per-channel
+    ``scale = 1 / (255 std)``, ``shift = -mean / std``. ``[N, H, W, C]`` input (what envs render)
+    is only permuted, so the result is channels_last in memory, the layout convolutions run
+    fastest in; no copy reorders it. Images are resized (antialiased bilinear) only if their
+    size differs; resizing averages with weights summing to 1, so it commutes with the affine
+    normalisation.
+    """
     if images.dim() != 4:
         raise ValueError(f"{name}: expected a [B, C, H, W] or [B, H, W, C] tensor, got shape {tuple(images.shape)}")
     if images.shape[1] != 3 and images.shape[-1] == 3:
         images = images.permute(0, 3, 1, 2)
     if images.shape[1] != 3:
         raise ValueError(f"{name}: expected 3 colour channels (RGB), got shape {tuple(images.shape)}")
-    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
+    if images.dtype != torch.uint8 and images.dtype != torch.float32:
+        images = images.float()
     if tuple(images.shape[-2:]) != tuple(image_size):
-        images = F.interpolate(images, size=tuple(image_size), mode="bilinear", align_corners=False, antialias=True)
-    if imagenet_norm:
-        mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        images = (images - mean) / std
-    return images.contiguous()
+        images = F.interpolate(images.float(), size=tuple(image_size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN if imagenet_norm else (0.0, 0.0, 0.0), device=images.device)
+    std = torch.tensor(IMAGENET_STD if imagenet_norm else (1.0, 1.0, 1.0), device=images.device)
+    return torch.addcmul((-mean / std).view(1, 3, 1, 1), images, (scale / std).view(1, 3, 1, 1))
 
 
 def per_camera(images: Images, camera_keys: Sequence[str]) -> Dict[str, torch.Tensor]:

@@ -5,6 +5,9 @@ The sidecar makes a checkpoint self-describing::
     {"name": "resnet_reward", "config": {...model Config...}, "manifest": {...data manifest...},
      "recommended_threshold": 0.42, "metrics": {...}, "format_version": 1}
 
+(``manifest["class_names"]`` names the classes of a ``num_classes`` >= 2 model, success last;
+``recommended_threshold`` is null for such a model, which predicts the most probable class)
+
 so :func:`load_reward_model` rebuilds the model without the user repeating ``hidden_dim`` or
 ``image_size``, and checks that the env an RL run uses matches the env the data came from.
 """
@@ -159,6 +162,11 @@ def load_reward_model(path: Union[str, Path], device: Union[str, torch.device] =
         cfg = parse_dataclass(cls.Config, config, "config")
     except ConfigError as exc:
         raise RewardCheckpointError(f"reward model sidecar '{weights_path.with_suffix('.json')}': {exc}") from None
+    class_names = sidecar.get("manifest", {}).get("class_names")
+    num_classes = getattr(cfg, "num_classes", 1)
+    if num_classes >= 2 and class_names is not None and len(class_names) != num_classes:
+        raise RewardCheckpointError(f"reward model sidecar '{weights_path.with_suffix('.json')}': config has num_classes "
+                                    f"{num_classes} but the data manifest names {len(class_names)} classes {class_names}")
     if expected_env is not None:
         check_env_compatibility(sidecar.get("manifest", {}).get("env", {}), expected_env, f"reward model '{weights_path}'")
     model = cls(cfg)

@@ -3,12 +3,23 @@
 ``terminal`` mode (RLinf's recommendation) scores only the terminal frame of episodes that ended
 this step, so intermediate states cannot be reward-hacked and steps where no episode ended cost
 no inference; ``per_step`` scores every env's frame every step.
+
+A binary model's P(success) ``p`` becomes ``success_reward`` / ``fail_reward`` at the threshold
+(or ``fail + p (success - fail)`` with ``use_soft_reward``). A ``K``-class model (e.g. stages
+failed / partial / success) maps its class probabilities ``p_k`` through ``class_rewards``
+``r_k``: the expected reward ``sum_k p_k r_k`` with ``use_soft_reward``, else the reward of the
+most probable class. Its "predicted success", compared with the env's true success for
+precision / recall, is "the most probable class is the last one" (success is the last class).
+
+Inference runs ``model.for_inference()`` (a ResNet's BatchNorms folded into its convolutions)
+under ``precision`` (``utils.precision``): bf16 autocast speeds up the convolutions;
+probabilities are computed from float32 logits.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import imageio.v3 as iio
 import torch
@@ -19,23 +30,26 @@ from embodireward.rewards.base import BaseRewardModel, BaseVideoRewardModel
 from embodireward.rewards.checkpoint import load_reward_model
 from embodireward.rewards.manager import RewardManager
 from embodireward.utils.distributed import all_reduce_sum, world_size
+from embodireward.utils.precision import PRECISIONS, Precision
 
 TOTAL_KEYS = ("images", "predicted", "tp", "fp", "tn", "fn")
 
 
-def build_reward_hook(section: RewardSection, env: VecEnv, device: Union[str, torch.device]) -> Optional["RewardHook"]:
-    """The hook for ``section``, or None when ``use_reward_model`` is false."""
+def build_reward_hook(section: RewardSection, env: VecEnv, device: Union[str, torch.device],
+                      precision: str = "fp32") -> Optional["RewardHook"]:
+    """The hook for ``section``, or None when ``use_reward_model`` is false. ``precision``: ``runtime.precision``."""
     if not section.use_reward_model:
         return None
     env_desc = env.describe()
     model = load_reward_model(section.checkpoint_path, device=device, expected_env=env_desc)
-    return RewardHook(section, model, env_desc, device)
+    return RewardHook(section, model, env_desc, device, precision)
 
 
 class RewardHook:
     """Turns reward-model probabilities on rendered frames into the reward the algorithm trains on."""
 
-    def __init__(self, section: RewardSection, model: BaseRewardModel, env_desc: Dict[str, Any], device: Union[str, torch.device] = "cpu"):
+    def __init__(self, section: RewardSection, model: BaseRewardModel, env_desc: Dict[str, Any], device: Union[str, torch.device] = "cpu",
+                 precision: str = "fp32"):
         sidecar = model.sidecar
         name = sidecar.get("name", getattr(model, "registry_name", section.name))
         if name != section.name:
@@ -49,13 +63,17 @@ class RewardHook:
         data_render = sidecar.get("manifest", {}).get("render")
         if section.reward_mode == "per_step" and data_render == "episode_end":
             raise ConfigError("reward.reward_mode", "'per_step' scores every frame but the model was trained on terminal frames only (data render 'episode_end'); use 'terminal' or collect with render 'every_step'")
+        check_class_rewards(section, model)
+        if precision not in PRECISIONS:
+            raise ConfigError("runtime.precision", f"expected one of {', '.join(PRECISIONS)}, got {precision!r}")
 
         self.section = section
         self.model = model
         recommended = sidecar.get("recommended_threshold")
         self.threshold = section.threshold if section.threshold is not None else (recommended if recommended is not None else 0.5)
+        self.precision = Precision(precision, torch.device(device))
         self.manager = RewardManager(section.batch_size, device)
-        self.manager.register_model(section.name, model)
+        self.manager.register_model(section.name, model.for_inference())
         self.debug_dir = Path(section.debug_save_dir) if section.debug_save_dir else None
         self._debug_saved = 0
         self._totals = {key: 0.0 for key in TOTAL_KEYS}
@@ -78,13 +96,24 @@ class RewardHook:
                 raise RuntimeError(f"the reward hook needs '{self.frame_request()}' frames but the step has none; pass hook.frame_request() to env.step")
             images = frames.select(env_ids).images
             start = time.perf_counter()
-            probs = self.manager.compute_rewards(images).to(env_reward.device)
+            probs, predicted, reward = (value.to(env_reward.device) for value in self._score(images))
             self._seconds += time.perf_counter() - start
-            model_reward[env_ids] = self.model.scale_reward(probs, self.threshold, s.use_soft_reward, s.success_reward, s.fail_reward)
-            self._record(probs, None if success is None else success[env_ids].to(probs.device).bool())
+            model_reward[env_ids] = reward
+            self._record(probs, predicted, None if success is None else success[env_ids].to(probs.device).bool())
             if self.debug_dir is not None and self._debug_saved < s.debug_save_max:
-                self._debug_save(images[self.model.cfg.camera_keys[0]], probs)
+                self._debug_save(images[self.model.cfg.camera_keys[0]], probs, predicted)
         return self._combine(env_reward.float(), model_reward)
+
+    def _score(self, images: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """P(success), predicted success and the model's reward, each ``[K]``, for ``K`` frames."""
+        s = self.section
+        with self.precision.autocast():
+            if self.model.num_classes == 1:
+                probs = self.manager.compute_rewards(images)
+                return probs, probs >= self.threshold, self.model.scale_reward(probs, self.threshold, s.use_soft_reward, s.success_reward, s.fail_reward)
+            class_probs = self.manager.compute_class_probabilities(images)
+        predicted = class_probs.argmax(dim=-1) == self.model.num_classes - 1
+        return class_probs[:, -1], predicted, self.model.class_reward(class_probs, s.class_rewards, s.use_soft_reward)
 
     def _combine(self, env_reward: torch.Tensor, model_reward: torch.Tensor) -> torch.Tensor:
         s = self.section
@@ -94,8 +123,7 @@ class RewardHook:
             return env_reward + s.reward_weight * model_reward
         return s.reward_weight * model_reward + s.env_reward_weight * env_reward
 
-    def _debug_save(self, images: torch.Tensor, probs: torch.Tensor) -> None:
-        predicted = probs >= self.threshold
+    def _debug_save(self, images: torch.Tensor, probs: torch.Tensor, predicted: torch.Tensor) -> None:
         for image, prob, is_success in zip(images.cpu(), probs.tolist(), predicted.tolist()):
             if self._debug_saved >= self.section.debug_save_max:
                 return
@@ -106,8 +134,7 @@ class RewardHook:
 
     # ------------------------------------------------------------------ agreement with true success
 
-    def _record(self, probs: torch.Tensor, success: Optional[torch.Tensor]) -> None:
-        predicted = probs >= self.threshold
+    def _record(self, probs: torch.Tensor, predicted: torch.Tensor, success: Optional[torch.Tensor]) -> None:
         self._calls += 1
         self._images += int(probs.numel())
         self._prob_sum += float(probs.sum())
@@ -169,3 +196,15 @@ def agreement_metrics(prefix: str, tp: float, fp: float, tn: float, fn: float) -
         if den:
             m[f"{prefix}/{key}"] = num / den
     return m
+
+
+def check_class_rewards(section: RewardSection, model: BaseRewardModel) -> None:
+    """``class_rewards`` must give one reward per class of a K-class model, and only of one."""
+    k = model.num_classes
+    if k == 1 and section.class_rewards is not None:
+        raise ConfigError("reward.class_rewards", f"the checkpoint '{section.checkpoint_path}' is a binary success classifier; "
+                                                  "map it with success_reward / fail_reward instead")
+    if k >= 2 and (section.class_rewards is None or len(section.class_rewards) != k):
+        got = "none" if section.class_rewards is None else f"{len(section.class_rewards)}"
+        raise ConfigError("reward.class_rewards", f"the checkpoint '{section.checkpoint_path}' has {k} classes "
+                                                  f"({', '.join(model.class_names)}): give one reward per class, got {got}")

@@ -39,9 +39,18 @@ class RewardManager:
     def compute_rewards(self, images: Images, name: Optional[str] = None) -> torch.Tensor:
         """P(success) float ``[B]`` on the manager's device; ``images`` as the model's ``compute_reward`` takes them."""
         model = self.get_model(name)
+        return self._chunked(lambda chunk: model.compute_reward(chunk).reshape(-1), images, ())
+
+    @torch.no_grad()
+    def compute_class_probabilities(self, images: Images, name: Optional[str] = None) -> torch.Tensor:
+        """Class probabilities float ``[B, K]`` (``K = 2`` for a binary model), see ``compute_class_probabilities``."""
+        model = self.get_model(name)
+        return self._chunked(model.compute_class_probabilities, images, (max(2, model.num_classes),))
+
+    def _chunked(self, fn, images: Images, row_shape: tuple) -> torch.Tensor:
         if obs_batch_size(images) == 0:
-            return torch.zeros(0, device=self.device)
-        return map_in_chunks(lambda chunk: model.compute_reward(chunk).reshape(-1), images, self.batch_size)
+            return torch.zeros((0, *row_shape), device=self.device)
+        return map_in_chunks(fn, images, self.batch_size)
 
     def to_device(self, device: Union[str, torch.device]) -> "RewardManager":
         self.device = torch.device(device)

@@ -2,7 +2,7 @@
 
 Each camera's frames are encoded independently (the same encoder for all frames of that camera),
 pooled over time (mean, or a GRU whose last state sees the frame order), concatenated across
-cameras and classified by the same head as ``resnet_reward``.
+cameras and classified by the same head as ``resnet_reward`` (binary or ``num_classes`` classes).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from torch import nn
 from embodireward.config import config_error
 from embodireward.registry import register_reward_model
 from embodireward.rewards.base import BaseVideoRewardModel
-from embodireward.rewards.resnet import ENCODER_DIM, CameraEncoders, ResNetRewardConfig, build_head
+from embodireward.rewards.encoders import CameraEncoders, build_head
+from embodireward.rewards.resnet import ENCODER_DIM, ResNetRewardConfig, build_resnet_encoder
 
 
 @dataclass
@@ -38,9 +39,11 @@ class VideoRewardModel(BaseVideoRewardModel):
 
     def __init__(self, cfg: VideoRewardConfig):
         super().__init__(cfg)
-        self.encoders = CameraEncoders(cfg)
+        self.encoders = CameraEncoders(cfg.camera_keys, lambda: build_resnet_encoder(cfg.arch, cfg.pretrained, cfg.pretrained_path),
+                                       cfg.freeze_encoder)
         self.temporal = nn.GRU(ENCODER_DIM, ENCODER_DIM, batch_first=True) if cfg.temporal_pooling == "gru" else None
-        self.head = build_head(ENCODER_DIM * len(cfg.camera_keys), cfg.hidden_dim, cfg.head_activation, cfg.dropout)
+        self.head = build_head(ENCODER_DIM * len(cfg.camera_keys), cfg.hidden_dim, cfg.head_activation, cfg.dropout, cfg.num_classes)
+        self.to(memory_format=torch.channels_last)
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, k, F]`` -> ``[B, F]``."""
@@ -53,4 +56,4 @@ class VideoRewardModel(BaseVideoRewardModel):
         batch, k = next(iter(clips.values())).shape[:2]
         frames = {key: clip.flatten(0, 1) for key, clip in clips.items()}
         pooled = [self.pool(f.view(batch, k, -1)) for f in self.encoders(frames).values()]
-        return self.head(torch.cat(pooled, dim=-1)).squeeze(-1)
+        return self.head(torch.cat(pooled, dim=-1))
