@@ -18,7 +18,7 @@ from embodireward.envs.push_cube_2d import PushCube2D, PushCube2DConfig
 from embodireward.rewards.data import load_reward_data
 from embodireward.trainer.callbacks import StepData
 from embodireward.utils.io import FileSystemError
-from test_collection import drive, make, make_trainer, names
+from test_collection import drive, make, make_trainer
 
 DEAD_PID = 4_000_000  # above the kernel's pid_max: never a live process
 
