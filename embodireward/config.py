@@ -196,7 +196,10 @@ class RuntimeConfig:
     # threads while collecting rollouts; 0: num_threads. 1 suits envs that simulate in worker
     # processes: small per-step batches gain nothing from threads, whose spinning takes the workers' cores
     rollout_threads: int = 0
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"  # compute type of updates and inference (utils.precision)
+    # compute type of updates and inference (utils.precision). "auto" = bf16 where the device computes
+    # it natively (AVX512-BF16/AMX CPUs, CUDA GPUs with bf16), else fp32: 1.59x the PPO loop on this
+    # CPU with unchanged learning (docs/benchmarks.md, Speed)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False  # torch.compile the update and inference
     progress_bar: bool = True
 

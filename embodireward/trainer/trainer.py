@@ -81,6 +81,9 @@ class Trainer:
         except BaseException:
             self.close()
             raise
+        # "auto" precision resolves per machine: say what this run computes in
+        self.log_info(f"run {self.run_dir}: device {self.device}, precision {self.algo.precision.name}"
+                      + (", compiled" if runtime.compile else ""))
         if resume_path is not None:
             self.log_info(f"resumed from {resume_path} at iteration {self.iteration}, global step {self.global_step}"
                           + ("" if self._resume_obs is not None else run_state.STATISTICAL_RESUME_NOTE.format(env=config.env.id)))
