@@ -4,7 +4,7 @@
 
 Trains ``configs/push_cube_2d/ppo.json`` (1024 envs, 2x256 MLPs, eval every 5 iterations on 128
 episodes) once per seed and variant, and prints the env steps and wall time at the first
-evaluation with ``eval/success_rate >= 0.9`` (``-`` when a run never gets there), then the
+evaluation with ``eval/success_rate >= 0.9`` (``never`` when a run does not get there), then the
 median over seeds per variant and the ratio of each median to fp32's. A variant is a precision,
 optionally ``+compile``; ``default`` is what ``runtime.precision`` / ``runtime.compile`` default
 to. Runs are sequential (one job at a time: two jobs on 2 cores distort every wall time); the
@@ -29,6 +29,10 @@ DEFAULT = f"{RuntimeConfig.precision}{'+compile' if RuntimeConfig.compile else '
 BAR = 0.9
 
 
+class ReachedBar(Exception):
+    """Ends a run at its first evaluation at the bar: later iterations measure nothing here."""
+
+
 class FirstSuccess(Callback):
     """Env steps and seconds since the start at the first evaluation reaching the bar."""
 
@@ -44,6 +48,7 @@ class FirstSuccess(Callback):
         self.rates.append(rate)
         if self.steps is None and rate >= BAR:
             self.steps, self.seconds = trainer.global_step, time.perf_counter() - self.start
+            raise ReachedBar
 
 
 def run(seed: int, variant: str, iterations: int) -> FirstSuccess:
@@ -55,8 +60,12 @@ def run(seed: int, variant: str, iterations: int) -> FirstSuccess:
         trainer = Trainer(parse_train_config(data))
         probe = FirstSuccess()
         trainer.callbacks.callbacks.append(probe)
-        trainer.train()
-        trainer.close()
+        try:
+            trainer.train()
+        except ReachedBar:
+            pass
+        finally:
+            trainer.close()
     return probe
 
 

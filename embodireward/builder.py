@@ -12,8 +12,9 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from embodireward.config import ConfigError, EnvSection, TrainConfig, parse_dataclass, to_dict
+from embodireward.builtins import load_builtin_components
 from embodireward.registry import (ALGOS, CALLBACKS, ENVS, POLICIES, PluginError, Registry, RegistryError,
-                                   is_plugin_file, load_builtin_components, load_entry_point_plugins, load_plugin, plugin_file)
+                                   is_plugin_file, load_entry_point_plugins, load_plugin, plugin_file)
 from embodireward.utils.distributed import local_rank, local_world_size
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import List, Optional
 
 from embodireward.cli import make_parser, run_cli
-from embodireward.registry import ALL_REGISTRIES, describe, load_builtin_components, load_entry_point_plugins, load_plugin
+from embodireward.builtins import load_builtin_components
+from embodireward.registry import ALL_REGISTRIES, describe, load_entry_point_plugins, load_plugin
 
 DESCRIPTION = """List every registered component (envs, policies, algorithms, reward models, callbacks)
 with its one-line description: the built-in ones, those of installed packages declaring the

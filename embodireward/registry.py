@@ -170,12 +170,3 @@ def load_entry_point_plugins() -> None:
                 f"installed plugin '{entry_point.name}' ({entry_point.value}) failed to load: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-
-
-def load_builtin_components() -> None:
-    """Import the package's own component modules so their decorators run."""
-    import embodireward.algos  # noqa: F401
-    import embodireward.collection  # noqa: F401
-    import embodireward.envs  # noqa: F401
-    import embodireward.policies  # noqa: F401
-    import embodireward.rewards  # noqa: F401

@@ -1,6 +1,7 @@
 import pytest
 
-from embodireward.registry import Registry, RegistryError, load_builtin_components, ENVS, POLICIES, ALGOS, CALLBACKS, REWARD_MODELS
+from embodireward.builtins import load_builtin_components
+from embodireward.registry import Registry, RegistryError, ENVS, POLICIES, ALGOS, CALLBACKS, REWARD_MODELS
 from tests.conftest import run_module
 
 

@@ -68,6 +68,7 @@ class Trainer:
         try:
             self._build(seed)
             self.global_step, self.iteration, self.best_eval = 0, 0, None
+            self._stop_reason: Optional[str] = None
             self._resume_obs = None
             if resume_state is not None:
                 self._resume_obs = run_state.restore(self, resume_state, str(resume_path))
@@ -190,7 +191,7 @@ class Trainer:
         last_metrics: Dict[str, float] = {}
         try:
             with sigterm_as_interrupt():
-                while self.iteration < runtime.iterations:
+                while self.iteration < runtime.iterations and not self._stop_agreed():
                     last_metrics = self._run_iteration()
         except KeyboardInterrupt:
             # no save here: mid-iteration state would not resume exactly; latest.pt is the last whole iteration
@@ -207,6 +208,20 @@ class Trainer:
         if self.reward_hook is not None:
             last_metrics.update(self.reward_hook.total_metrics())
         return last_metrics
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current iteration, as if it were the last one (for callbacks such
+        as ``early_stopping``); its checkpoints are written and ``on_train_end`` runs as usual."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self.log_info(f"stopping after iteration {self.iteration}: {reason}")
+
+    def _stop_agreed(self) -> bool:
+        """Every rank stops together: evaluation (hence most stop requests) runs on rank 0 alone."""
+        requested = self._stop_reason is not None
+        if self.world_size == 1:
+            return requested
+        return bool(dist_utils.all_reduce_sum(torch.tensor([float(requested)], device=self.device)).item() > 0)
 
     def _run_iteration(self) -> Dict[str, float]:
         runtime = self.config.runtime
