@@ -1,7 +1,7 @@
 """PPO whole-loop throughput on push_cube_2d: fp32 eager against mixed precision and torch.compile.
 
     python benchmarks/ppo_throughput.py [--num-envs 1024] [--iterations 8] [--repeats 3]
-        [--variants fp32 bf16 fp32+compile bf16+compile default]
+        [--variants fp32 bf16 fp32+compile bf16+compile default] [--device cpu|cuda]
 
 The settings are the issue's (and ``configs/push_cube_2d/ppo.json``'s): 1024 envs, 2x256 tanh MLPs,
 16-step rollouts, 8 epochs x 16 minibatches. Each variant runs ``iterations`` timed PPO
@@ -50,27 +50,34 @@ class IterationClock(Callback):
         self.iteration_ends.append(now)
 
 
-def bare_env_sps(num_envs: int, steps: int) -> float:
-    env = PushCube2D(PushCube2DConfig(num_envs=num_envs), torch.device("cpu"), seed=0)
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bare_env_sps(num_envs: int, steps: int, device: str) -> float:
+    env = PushCube2D(PushCube2DConfig(num_envs=num_envs), torch.device(device), seed=0)
     env.reset(seed=0)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        env.step(torch.rand(num_envs, 2) * 2 - 1)
+        env.step(torch.rand(num_envs, 2, device=device) * 2 - 1)
+    synchronize(device)
     return num_envs * steps / (time.perf_counter() - start)
 
 
-def make_trainer(num_envs: int, iterations: int, run_dir: str, variant: str) -> Trainer:
+def make_trainer(num_envs: int, iterations: int, run_dir: str, variant: str, device: str) -> Trainer:
     data = json.loads((REPO_ROOT / "configs/push_cube_2d/ppo.json").read_text())
     precision, _, compiled = (DEFAULT if variant == "default" else variant).partition("+")
-    data["runtime"].update(iterations=iterations, eval_freq=0, save_freq=0, progress_bar=False, run_dir=run_dir, device="cpu",
+    data["runtime"].update(iterations=iterations, eval_freq=0, save_freq=0, progress_bar=False, run_dir=run_dir, device=device,
                            precision=precision, compile=bool(compiled))
     data["env"]["cfg"]["num_envs"] = num_envs
     return Trainer(parse_train_config(data))
 
 
-def measure(variant: str, num_envs: int, iterations: int) -> dict:
+def measure(variant: str, num_envs: int, iterations: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(num_envs, iterations + 1, tmp, variant)
+        trainer = make_trainer(num_envs, iterations + 1, tmp, variant, device)
         clock = IterationClock()
         trainer.callbacks.callbacks.append(clock)
         trainer.train()
@@ -81,14 +88,15 @@ def measure(variant: str, num_envs: int, iterations: int) -> dict:
 
 
 @torch.no_grad()
-def rollout_only_sps(num_envs: int, steps: int) -> float:
+def rollout_only_sps(num_envs: int, steps: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(num_envs, 1, tmp, "fp32")
+        trainer = make_trainer(num_envs, 1, tmp, "fp32", device)
         obs, _ = trainer.env.reset(seed=0)
         start = time.perf_counter()
         for _ in range(steps):
             actions, _ = trainer.policy.act(obs)
             obs, *_ = trainer.env.step(actions.clamp(-1, 1))
+        synchronize(device)
         elapsed = time.perf_counter() - start
         trainer.close()
     return num_envs * steps / elapsed
@@ -101,19 +109,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved measurements per variant (medians printed)")
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "fp32+compile", "bf16+compile", "default"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (env, networks and update)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"push_cube_2d, {args.num_envs} envs, 2x256 tanh MLPs, 16-step rollouts, 8 epochs x 16 minibatches; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = {DEFAULT}")
-    bare = bare_env_sps(args.num_envs, steps=500)
+          f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; default = {DEFAULT}")
+    bare = bare_env_sps(args.num_envs, steps=500, device=args.device)
     print(f"bare env, random actions:          {bare:12,.0f} env steps/s")
-    print(f"env + policy action sampling:      {rollout_only_sps(args.num_envs, 200):12,.0f} env steps/s")
+    print(f"env + policy action sampling:      {rollout_only_sps(args.num_envs, 200, args.device):12,.0f} env steps/s")
 
     results = {variant: [] for variant in args.variants}
     for repeat in range(args.repeats):
         for variant in args.variants:
-            results[variant].append(measure(variant, args.num_envs, args.iterations))
+            results[variant].append(measure(variant, args.num_envs, args.iterations, args.device))
             print(f"  repeat {repeat + 1}/{args.repeats} {variant:>14}: {results[variant][-1]['sps']:8,.0f} env steps/s, "
                   f"{results[variant][-1]['ms_per_step']:.2f} ms per gradient step", flush=True)
     base = statistics.median(r["sps"] for r in results["fp32"]) if "fp32" in results else None

@@ -8,7 +8,8 @@ Both are rebuilt from what the stage directories hold, never from a last-iterati
 - the reward model: the same for its ``val/`` scalars (one step per epoch), the best epoch and the
   recommended threshold of ``metrics.json``, and the evaluation of ``evaluation/reward_eval.json``;
 - the learned-reward stage: the reward model against the env's true success over every frame it
-  scored in the stage (``reward_model_vs_true_success``: precision, recall, agreement, ...);
+  scored in the stage (``reward_model_vs_true_success``: precision, recall, agreement, ...), and the
+  hook's inference time (``reward_model_seconds``) and its share of the stage's wall time;
 - the paths of checkpoints, models and figures.
 
 ``report.md`` shows the same in tables with the figures: the success curve of both PPO stages
@@ -82,7 +83,13 @@ def stage_summary(stage: str, directory: Path, record: Dict[str, Any]) -> Dict[s
         if (directory / "checkpoints" / "best.pt").is_file():
             entry["best_checkpoint"] = str(directory / "checkpoints" / "best.pt")
         if record.get("reward_model_total"):
-            entry["reward_model_vs_true_success"] = record["reward_model_total"]
+            totals = dict(record["reward_model_total"])
+            seconds = totals.pop("seconds", None)
+            entry["reward_model_vs_true_success"] = totals
+            if seconds is not None and record.get("seconds"):
+                # the hook's inference time against the whole stage's: the learned reward's cost
+                entry["reward_model_seconds"] = round(seconds, 1)
+                entry["reward_model_share_of_stage_time"] = round(seconds / record["seconds"], 4)
         prefixes = PPO_PREFIXES
     entry["scalars"] = scalar_summary(log_dir, prefixes) if log_dir is not None else {}
     return entry
@@ -165,6 +172,9 @@ def render_report(root: Path, summary: Dict[str, Any]) -> str:
             lines += [f"The reward model against the env's true success over the {totals.get('images', 0):.0f} "
                       f"frames it scored in this stage: {scores}. Falling precision while the learned reward rises "
                       "means the policy found frames the model mistakes for success (reward hacking).", ""]
+        if "reward_model_share_of_stage_time" in entry:
+            lines += [f"Reward-model inference took {entry['reward_model_seconds']:.0f} s, "
+                      f"{100 * entry['reward_model_share_of_stage_time']:.1f}% of the stage's wall time.", ""]
         if entry["scalars"]:
             lines += _scalar_table(entry["scalars"]) + [""]
     for path in summary["figures"]:

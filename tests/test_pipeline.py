@@ -82,6 +82,10 @@ def check_summary_against_logs(root: Path, summary: dict) -> None:
     # the stage is one iteration of 6 steps x 8 envs with episode_length 6: 8 terminal frames scored,
     # and the run totals equal that iteration's logged agreement
     assert totals["images"] == 8
+    stage = summary["stages"]["learned_reward"]
+    seconds = sum(read_event_scalars(root / "3_learned_reward" / "logs")["reward_model/seconds"][:, 2])
+    assert stage["reward_model_seconds"] == pytest.approx(seconds, abs=0.05)
+    assert 0 < stage["reward_model_share_of_stage_time"] < 1
     per_iteration = read_event_scalars(root / "3_learned_reward" / "logs")
     for key in ("agreement", "precision", "recall"):
         if f"reward_model/{key}" in per_iteration:

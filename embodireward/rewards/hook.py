@@ -76,7 +76,7 @@ class RewardHook:
         self.manager.register_model(section.name, model.for_inference())
         self.debug_dir = Path(section.debug_save_dir) if section.debug_save_dir else None
         self._debug_saved = 0
-        self._totals = {key: 0.0 for key in TOTAL_KEYS}
+        self._totals = {key: 0.0 for key in (*TOTAL_KEYS, "seconds")}
         self._reset_metrics()
 
     def frame_request(self) -> RenderRequest:
@@ -161,6 +161,7 @@ class RewardHook:
         calls, images, seconds, prob_sum, predicted, tp, fp, tn, fn = all_reduce_sum(torch.tensor(counts, dtype=torch.float64)).tolist()
         for key, value in zip(TOTAL_KEYS, (images, predicted, tp, fp, tn, fn)):
             self._totals[key] += value
+        self._totals["seconds"] += seconds / world_size()
         m: Dict[str, float] = {"reward_model/calls": calls, "reward_model/images": images, "reward_model/seconds": seconds / world_size()}
         if images:
             m["reward_model/mean_prob"] = prob_sum / images
@@ -172,7 +173,7 @@ class RewardHook:
     def total_metrics(self) -> Dict[str, float]:
         """The same comparison over every frame scored so far in this run (resumes included)."""
         t = self._totals
-        m = {"reward_model_total/images": t["images"]}
+        m = {"reward_model_total/images": t["images"], "reward_model_total/seconds": t["seconds"]}
         if t["images"]:
             m["reward_model_total/predicted_success_rate"] = t["predicted"] / t["images"]
         scored = t["tp"] + t["fp"] + t["tn"] + t["fn"]
