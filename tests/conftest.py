@@ -40,7 +40,10 @@ def tiny_train_config(tmp_path: Path, **runtime) -> dict:
     config = json.loads((REPO_ROOT / "configs/push_cube_2d/ppo.json").read_text())
     config = copy.deepcopy(config)
     config["runtime"].update({"iterations": 2, "rollout_steps": 8, "eval_freq": 0, "save_freq": 0,
-                              "progress_bar": False, "run_dir": str(tmp_path / "run"), "device": "cpu"})
+                              "progress_bar": False, "run_dir": str(tmp_path / "run"), "device": "cpu",
+                              # exact comparisons (ranks vs one process, hand-computed values): fp32;
+                              # tests/test_precision.py covers bf16 / fp16 against it
+                              "precision": "fp32"})
     config["runtime"].update(runtime)
     config["env"]["cfg"].update({"num_envs": 16, "episode_length": 6})
     config["policy"]["actor"]["hidden_sizes"] = [32, 32]
