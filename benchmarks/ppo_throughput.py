@@ -66,11 +66,16 @@ def bare_env_sps(num_envs: int, steps: int, device: str) -> float:
     return num_envs * steps / (time.perf_counter() - start)
 
 
+def variant_runtime(variant: str) -> dict:
+    """``bf16+compile`` -> ``{"precision": "bf16", "compile": True}``; ``default``: the runtime defaults."""
+    precision, _, compiled = (DEFAULT if variant == "default" else variant).partition("+")
+    return {"precision": precision, "compile": bool(compiled)}
+
+
 def make_trainer(num_envs: int, iterations: int, run_dir: str, variant: str, device: str) -> Trainer:
     data = json.loads((REPO_ROOT / "configs/push_cube_2d/ppo.json").read_text())
-    precision, _, compiled = (DEFAULT if variant == "default" else variant).partition("+")
     data["runtime"].update(iterations=iterations, eval_freq=0, save_freq=0, progress_bar=False, run_dir=run_dir, device=device,
-                           precision=precision, compile=bool(compiled))
+                           **variant_runtime(variant))
     data["env"]["cfg"]["num_envs"] = num_envs
     return Trainer(parse_train_config(data))
 

@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from embodireward.config import RuntimeConfig, parse_train_config
+from embodireward.config import parse_train_config
 from embodireward.trainer.callbacks import Callback
 from embodireward.trainer.trainer import Trainer
+from ppo_throughput import DEFAULT, variant_runtime  # the same variant names (benchmarks/ is on sys.path)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = f"{RuntimeConfig.precision}{'+compile' if RuntimeConfig.compile else ''}"
 BAR = 0.9
 
 
@@ -53,10 +53,9 @@ class FirstSuccess(Callback):
 
 def run(seed: int, variant: str, iterations: int) -> FirstSuccess:
     data = json.loads((REPO_ROOT / "configs/push_cube_2d/ppo.json").read_text())
-    precision, _, compiled = (DEFAULT if variant == "default" else variant).partition("+")
     with tempfile.TemporaryDirectory() as tmp:
         data["runtime"].update(seed=seed, iterations=iterations, eval_freq=5, save_freq=0, progress_bar=False,
-                               run_dir=tmp, device="cpu", precision=precision, compile=bool(compiled))
+                               run_dir=tmp, device="cpu", **variant_runtime(variant))
         trainer = Trainer(parse_train_config(data))
         probe = FirstSuccess()
         trainer.callbacks.callbacks.append(probe)

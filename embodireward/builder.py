@@ -25,11 +25,16 @@ def load_plugins(config: TrainConfig, base_dir: Optional[Path] = None) -> None:
         load_entry_point_plugins()
     except PluginError as exc:
         raise ConfigError("plugins", str(exc)) from None
-    for i, spec in enumerate(config.plugins):
+    load_plugin_list(config.plugins, base_dir, "plugins")
+
+
+def load_plugin_list(specs: List[str], base_dir: Optional[Path], path: str) -> None:
+    """Import each plugin of a config's ``plugins`` list at ``path``; errors name ``path[i]``."""
+    for i, spec in enumerate(specs):
         try:
             load_plugin(spec, base_dir)
         except PluginError as exc:
-            raise ConfigError(f"plugins[{i}]", str(exc)) from None
+            raise ConfigError(f"{path}[{i}]", str(exc)) from None
 
 
 def lookup(registry: Registry, name: str, path: str) -> type:

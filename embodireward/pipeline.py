@@ -102,9 +102,7 @@ class Pipeline:
 
     def validate(self) -> None:
         """Check all three stage configs before anything runs (errors name the stage)."""
-        import embodireward.rewards  # noqa: F401  (registers the built-in reward models)
         from embodireward import builder
-        from embodireward.registry import PluginError, load_plugin
         from embodireward.rewards.train_config import RewardTrainConfig, check_model_section
 
         for stage, config in (("warmup", self.warmup), ("learned_reward", self.learned_reward)):
@@ -113,11 +111,7 @@ class Pipeline:
             except ConfigError as exc:
                 raise ConfigError(f"{stage}.{exc.path}" if exc.path else stage, exc.message) from None
         reward_cfg = parse_dataclass(RewardTrainConfig, self.reward_model, "reward_model")
-        for i, plugin in enumerate(reward_cfg.plugins):
-            try:
-                load_plugin(plugin, self.base_dir)
-            except PluginError as exc:
-                raise ConfigError(f"reward_model.plugins[{i}]", str(exc)) from None
+        builder.load_plugin_list(reward_cfg.plugins, self.base_dir, "reward_model.plugins")  # built-ins: loaded above
         check_model_section(reward_cfg.model, "reward_model.model")
 
     # -- running --------------------------------------------------------------------------------

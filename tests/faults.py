@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -118,23 +118,30 @@ def kill_at(process: subprocess.Popen, seconds: float) -> bool:
         return True
 
 
-def kill_during_write(process: subprocess.Popen, folder: Path, pattern: str = ".latest.pt.*.tmp", timeout: float = 300) -> Path | None:
-    """SIGKILL ``process`` the moment a temp file of an atomic write appears in ``folder``.
-
-    Returns the temp file left behind (the write was cut), or None if the process ended first.
-    """
+def kill_when(process: subprocess.Popen, ready: Callable[[], Any], timeout: float = 300, poll: float = 0.0005) -> Any:
+    """SIGKILL ``process`` as soon as ``ready()`` returns something truthy, and return that; None if
+    the process ended (or ``timeout`` passed) first."""
     import signal
     import time
 
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
-        temps = list(folder.glob(pattern)) if folder.is_dir() else []
-        if temps:
+        found = ready()
+        if found:
             process.send_signal(signal.SIGKILL)
             process.wait()
-            return temps[0]
-        time.sleep(0.0005)
+            return found
+        time.sleep(poll)
     return None
+
+
+def kill_during_write(process: subprocess.Popen, folder: Path, pattern: str = ".latest.pt.*.tmp", timeout: float = 300) -> Path | None:
+    """SIGKILL ``process`` the moment a temp file of an atomic write appears in ``folder``.
+
+    Returns the temp file left behind (the write was cut), or None if the process ended first.
+    """
+    temps = kill_when(process, lambda: list(folder.glob(pattern)) if folder.is_dir() else [], timeout)
+    return temps[0] if temps else None
 
 
 def logged_scalars(run_dir: Path) -> Dict[str, List[Tuple[int, float]]]:

@@ -4,9 +4,6 @@ command finishes all three stages."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -14,7 +11,7 @@ import pytest
 
 from embodireward.rewards.checkpoint import load_reward_model
 from tests.conftest import REPO_ROOT, write_json
-from tests.faults import run_to_end, train_process
+from tests.faults import kill_when, run_to_end, train_process
 from tests.test_pipeline import tiny_pipeline
 
 
@@ -25,18 +22,6 @@ def kill_pipeline_config(tmp_path: Path) -> Path:
     pipeline["warmup"]["runtime"]["iterations"] = 40
     pipeline["reward_model"].update(epochs=3)
     return write_json(tmp_path / "pipeline.json", pipeline)
-
-
-def kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> bool:
-    """SIGKILL ``process`` as soon as ``ready()`` holds; False if it ended first."""
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        if ready():
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def frames_on_disk(data_dir: Path) -> set:
@@ -68,7 +53,7 @@ def test_kill_during_collection_then_rerun(tmp_path, moment):
     config = kill_pipeline_config(tmp_path)
     root = tmp_path / "outputs" / "tiny"
     process = train_process(config, repo_root=REPO_ROOT)
-    assert kill_when(process, lambda: len(frames_on_disk(root / "reward_data")) >= moment), "the warm-up ended before the kill"
+    assert kill_when(process, lambda: len(frames_on_disk(root / "reward_data")) >= moment, poll=0.005), "the warm-up ended before the kill"
     assert not (root / "1_warmup" / "stage_done.json").exists()
     finish_and_check(config, root)
 
@@ -79,7 +64,7 @@ def test_kill_during_reward_model_training_then_rerun(tmp_path):
     process = train_process(config, repo_root=REPO_ROOT)
     # the first epoch's TensorBoard file appears while it trains; kill a moment later
     started = lambda: any((root / "2_reward_model").rglob("events.out.tfevents.*")) if (root / "2_reward_model").is_dir() else False
-    assert kill_when(process, started), "the reward model finished before the kill"
+    assert kill_when(process, started, poll=0.005), "the reward model finished before the kill"
     assert (root / "1_warmup" / "stage_done.json").is_file() and not (root / "2_reward_model" / "stage_done.json").exists()
     check_data(root / "reward_data")
     finish_and_check(config, root)

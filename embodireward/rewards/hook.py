@@ -32,7 +32,7 @@ from embodireward.rewards.manager import RewardManager
 from embodireward.utils.distributed import all_reduce_sum, world_size
 from embodireward.utils.precision import PRECISIONS, Precision
 
-TOTAL_KEYS = ("images", "predicted", "tp", "fp", "tn", "fn")
+TOTAL_KEYS = ("images", "predicted", "tp", "fp", "tn", "fn", "seconds")
 
 
 def build_reward_hook(section: RewardSection, env: VecEnv, device: Union[str, torch.device],
@@ -76,7 +76,7 @@ class RewardHook:
         self.manager.register_model(section.name, model.for_inference())
         self.debug_dir = Path(section.debug_save_dir) if section.debug_save_dir else None
         self._debug_saved = 0
-        self._totals = {key: 0.0 for key in (*TOTAL_KEYS, "seconds")}
+        self._totals = {key: 0.0 for key in TOTAL_KEYS}
         self._reset_metrics()
 
     def frame_request(self) -> RenderRequest:
@@ -159,9 +159,8 @@ class RewardHook:
         """
         counts = [self._calls, self._images, self._seconds, self._prob_sum, self._predicted, self._tp, self._fp, self._tn, self._fn]
         calls, images, seconds, prob_sum, predicted, tp, fp, tn, fn = all_reduce_sum(torch.tensor(counts, dtype=torch.float64)).tolist()
-        for key, value in zip(TOTAL_KEYS, (images, predicted, tp, fp, tn, fn)):
+        for key, value in zip(TOTAL_KEYS, (images, predicted, tp, fp, tn, fn, seconds / world_size())):
             self._totals[key] += value
-        self._totals["seconds"] += seconds / world_size()
         m: Dict[str, float] = {"reward_model/calls": calls, "reward_model/images": images, "reward_model/seconds": seconds / world_size()}
         if images:
             m["reward_model/mean_prob"] = prob_sum / images

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Literal, Optional
 import torch
 
 from embodireward.config import ConfigError, apply_overrides, config_error, load_json, parse_dataclass
-from embodireward.registry import REWARD_MODELS, RegistryError
+from embodireward.builder import lookup
+from embodireward.registry import REWARD_MODELS
 from embodireward.rewards.base import BaseRewardModel
 from embodireward.rewards.dataset import AugmentConfig
 from embodireward.rewards.manifest import class_names
@@ -83,11 +84,7 @@ def load_reward_train_config(path: str | Path, overrides: Optional[List[str]] = 
 def check_model_section(section: ModelSection, path: str = "model") -> None:
     """The model name is registered and its ``cfg`` parses; checked before any data exists (a
     pipeline does so before its warm-up stage), so ``camera_keys`` / ``image_size`` may be absent."""
-    try:
-        cls = REWARD_MODELS.get(section.name)
-    except RegistryError as exc:
-        raise ConfigError(f"{path}.name", str(exc)) from None
-    parse_dataclass(cls.Config, section.cfg, f"{path}.cfg")
+    parse_dataclass(lookup(REWARD_MODELS, section.name, f"{path}.name").Config, section.cfg, f"{path}.cfg")
 
 
 def build_reward_model(section: ModelSection, manifest: Dict[str, Any], path: str = "model") -> BaseRewardModel:
@@ -96,10 +93,7 @@ def build_reward_model(section: ModelSection, manifest: Dict[str, Any], path: st
     A ``num_classes`` >= 2 model must have as many classes as the data; a binary model trains on
     any data, its positive class being the data's last class (success).
     """
-    try:
-        cls = REWARD_MODELS.get(section.name)
-    except RegistryError as exc:
-        raise ConfigError(f"{path}.name", str(exc)) from None
+    cls = lookup(REWARD_MODELS, section.name, f"{path}.name")
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     from_data = {"camera_keys": manifest.get("camera_keys"), "image_size": manifest.get("image_size")}
     cfg_data = {k: v for k, v in from_data.items() if k in fields and v} | section.cfg

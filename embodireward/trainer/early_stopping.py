@@ -14,9 +14,11 @@ from typing import Any, Dict, Literal
 from embodireward.config import config_error
 from embodireward.registry import register_callback
 from embodireward.trainer.callbacks import Callback
+from embodireward.trainer.evaluator import EPISODE_METRICS, SUCCESS_KEYS
 
 PATH = "early_stopping"
-EVAL_METRICS = ("eval/success_rate", "eval/success_once", "eval/return", "eval/length")  # what the evaluator logs
+SUCCESS_METRICS = tuple(EPISODE_METRICS[key] for key in SUCCESS_KEYS)
+EVAL_METRICS = (*SUCCESS_METRICS, *(name for name in EPISODE_METRICS.values() if name not in SUCCESS_METRICS))
 
 
 @dataclass
@@ -45,7 +47,7 @@ class EarlyStopping(Callback):
         super().__init__(cfg, trainer)
         if trainer is not None and not trainer.config.runtime.eval_freq:
             raise config_error(PATH, "metric", "runtime.eval_freq is 0: the run never evaluates, so it could never stop early")
-        if trainer is not None and "success" in cfg.metric and not getattr(trainer.env, "has_success", True):
+        if trainer is not None and cfg.metric in SUCCESS_METRICS and not getattr(trainer.env, "has_success", True):
             raise config_error(PATH, "metric", f"env '{trainer.config.env.id}' reports no success; use eval/return")
         self.streak = 0
 

@@ -22,6 +22,9 @@ from embodireward.policies.base import Policy
 # plays the very same episodes.
 EVAL_ENV_SEED_OFFSET = 10_000
 EVAL_RESET_SEED_OFFSET = 20_000
+# per-episode row key -> the metric of its mean; the success ones only for envs that report success
+EPISODE_METRICS = {"return": "eval/return", "length": "eval/length", "success": "eval/success_rate", "success_once": "eval/success_once"}
+SUCCESS_KEYS = ("success", "success_once")
 
 
 @dataclass
@@ -58,10 +61,9 @@ class EvalEpisodes:
     def metrics(self) -> Dict[str, float]:
         """Means over the episodes: ``eval/return``, ``eval/length``, ``eval/success_rate`` (success at the
         episode's end), ``eval/success_once``; and ``eval/episodes``."""
-        keys = ("return", "length", "success", "success_once") if self.has_success else ("return", "length")
+        keys = EPISODE_METRICS if self.has_success else {k: v for k, v in EPISODE_METRICS.items() if k not in SUCCESS_KEYS}
         count = max(len(self.episodes), 1)
-        metrics = {f"eval/{'success_rate' if key == 'success' else key}": sum(float(row[key]) for row in self.episodes) / count
-                   for key in keys}
+        metrics = {name: sum(float(row[key]) for row in self.episodes) / count for key, name in keys.items()}
         metrics["eval/episodes"] = float(len(self.episodes))
         return metrics
 
