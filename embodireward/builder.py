@@ -13,7 +13,7 @@ import torch
 
 from embodireward.config import ConfigError, EnvSection, TrainConfig, parse_dataclass, to_dict
 from embodireward.builtins import load_builtin_components
-from embodireward.registry import (ALGOS, CALLBACKS, ENVS, POLICIES, PluginError, Registry, RegistryError,
+from embodireward.registry import (ALGOS, CALLBACKS, ENVS, LABELLERS, POLICIES, PluginError, Registry, RegistryError,
                                    is_plugin_file, load_entry_point_plugins, load_plugin, plugin_file)
 from embodireward.utils.distributed import local_rank, local_world_size
 
@@ -81,6 +81,10 @@ def validate_config(config: TrainConfig, base_dir: Optional[Path] = None) -> Dic
     for i, section in enumerate(config.callbacks):
         callback_cls = lookup(CALLBACKS, section.name, f"callbacks[{i}].name")
         resolved["callbacks"][i]["cfg"] = to_dict(parse_component_cfg(callback_cls, section.cfg, f"callbacks[{i}].cfg"))
+    refresh = config.reward.refresh
+    if refresh is not None:
+        labeller_cls = lookup(LABELLERS, refresh.labeller.name, "reward.refresh.labeller.name")
+        resolved["reward"]["refresh"]["labeller"]["cfg"] = to_dict(parse_component_cfg(labeller_cls, refresh.labeller.cfg, "reward.refresh.labeller.cfg"))
     return resolved
 
 
@@ -129,4 +133,8 @@ def build_callbacks(config: TrainConfig, trainer) -> List[Any]:
             raise
         except Exception as exc:  # user code: name the callback instead of a traceback from inside it
             raise ConfigError(f"callbacks[{i}]", f"callback '{section.name}' failed to start: {type(exc).__name__}: {exc}") from None
+    if config.reward.refresh is not None and trainer.reward_hook is not None:
+        from embodireward.rewards.refresh import RewardRefresh
+
+        callbacks.append(RewardRefresh(config.reward.refresh, trainer))  # after the user's: it sees their steps' rewards
     return callbacks

@@ -1,7 +1,7 @@
 """The package's own components: importing their modules runs their ``@register_*`` decorators.
 
 Kept apart from ``registry`` so that the registry knows nothing of its users: envs, policies,
-algorithms, callbacks and reward models import the registry, never the other way round.
+algorithms, callbacks, reward models and labellers import the registry, never the other way round.
 """
 
 
@@ -12,4 +12,5 @@ def load_builtin_components() -> None:
     import embodireward.envs  # noqa: F401
     import embodireward.policies  # noqa: F401
     import embodireward.rewards  # noqa: F401
+    import embodireward.rewards.refresh  # noqa: F401  (labellers)
     import embodireward.trainer.early_stopping  # noqa: F401

@@ -12,10 +12,11 @@ and one block per stage::
 Everything lives under ``<output_dir>/<exp_name>/``: ``reward_data/``, ``1_warmup/``,
 ``2_reward_model/``, ``3_learned_reward/`` and ``pipeline_summary.json``. Paths are chained
 automatically: the collection callback writes into ``reward_data/``, the reward model trains on it,
-and the learned-reward stage starts from the warm-up's final checkpoint (``init_from``) with the
-reward model's ``best_model``. A finished stage (``stage_done.json``) is skipped on re-run; an
-interrupted PPO stage resumes from its latest checkpoint; ``--force`` re-runs every stage, moving
-earlier outputs (summary and report included) aside instead of deleting them. After each stage,
+and the learned-reward stage starts from the warm-up's final checkpoint (``init_from``; not with
+``pipeline.warm_start: false``) with the reward model's ``best_model``. A finished stage
+(``stage_done.json``) is skipped on re-run; an interrupted PPO stage resumes from its latest
+checkpoint; ``--force`` re-runs every stage, moving earlier outputs (summary and report included)
+aside instead of deleting them. After each stage,
 ``pipeline_summary.json`` and ``report.md`` are rebuilt from the stage directories
 (``embodireward.pipeline_report``).
 
@@ -31,7 +32,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from embodireward.config import ConfigError, parse_dataclass, parse_train_config
 from embodireward.utils.io import atomic_write_json
@@ -45,6 +46,9 @@ DONE_MARKER = "stage_done.json"
 class PipelineSection:
     exp_name: str = "pipeline"
     output_dir: str = "outputs"
+    # the learned-reward stage starts from the warm-up policy; false: from scratch, so the policy
+    # explores on its own and finds what the reward model pays for (e.g. its blind spots)
+    warm_start: bool = True
 
 
 def deep_merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
@@ -91,7 +95,8 @@ class Pipeline:
             for callback in collectors:
                 callback.setdefault("cfg", {})["data_dir"] = str(self.data_dir)
         else:
-            runtime["init_from"] = str(self.stage_dir["warmup"] / "checkpoints" / "latest.pt")
+            if self.section.warm_start:
+                runtime["init_from"] = str(self.stage_dir["warmup"] / "checkpoints" / "latest.pt")
             reward = config.setdefault("reward", {})
             reward["use_reward_model"] = True
             reward["checkpoint_path"] = str(self.stage_dir["reward_model"] / "best_model.safetensors")
@@ -123,7 +128,9 @@ class Pipeline:
             stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
             path.rename(path.with_name(f"{path.name}.replaced_{stamp}"))
 
-    def run(self, force: bool = False, config_path: Optional[Path] = None) -> Dict[str, Any]:
+    def run(self, force: bool = False, config_path: Optional[Path] = None, stages: Sequence[str] = STAGES) -> Dict[str, Any]:
+        """Run the unfinished ``stages`` (all three by default; e.g. the first two to share their
+        data and model among several learned-reward runs)."""
         from embodireward.pipeline_report import FIGURES_DIR, REPORT_NAME, SUMMARY_NAME, write_summary_and_report
 
         self.validate()
@@ -132,6 +139,8 @@ class Pipeline:
                 self._move_aside(path)
         seconds, summary_path = 0.0, None
         for number, stage in enumerate(STAGES, start=1):
+            if stage not in stages:
+                continue
             if self.is_done(stage):
                 print(f"[pipeline] stage {number}/3 '{stage}' already finished in {self.stage_dir[stage]}; skipping (use --force to re-run)")
                 continue

@@ -1,4 +1,4 @@
-"""One generic registry type behind the five ``register_*`` decorators.
+"""One generic registry type behind the ``register_*`` decorators.
 
 A registered component is a class. If it has a ``Config`` dataclass attribute, the JSON ``cfg``
 block for it is parsed into that dataclass (see ``embodireward.config.parse_dataclass``).
@@ -79,7 +79,8 @@ POLICIES = Registry("policy")
 ALGOS = Registry("algorithm")
 REWARD_MODELS = Registry("reward model")
 CALLBACKS = Registry("callback")
-ALL_REGISTRIES = (ENVS, POLICIES, ALGOS, REWARD_MODELS, CALLBACKS)
+LABELLERS = Registry("labeller")
+ALL_REGISTRIES = (ENVS, POLICIES, ALGOS, REWARD_MODELS, CALLBACKS, LABELLERS)
 
 
 def register_env(name: str, override: bool = False):
@@ -105,6 +106,11 @@ def register_reward_model(name: str, override: bool = False):
 def register_callback(name: str, override: bool = False):
     """Register a trainer callback class (a subclass of ``embodireward.trainer.Callback``)."""
     return CALLBACKS.register(name, override)
+
+
+def register_labeller(name: str, override: bool = False):
+    """Register a labeller of reward-model refresh frames (a subclass of ``embodireward.rewards.refresh.Labeller``)."""
+    return LABELLERS.register(name, override)
 
 
 def describe(cls: type) -> str:

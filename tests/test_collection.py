@@ -155,6 +155,19 @@ def test_caps_stop_rendering_and_log_once(tmp_path):
     assert json.loads((tmp_path / "data" / "manifest.json").read_text())["counts"] == {"positive": 1, "negative": 2}
 
 
+def test_stop_run_when_full_asks_the_trainer_to_stop_once_every_class_is_capped(tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.stop_reasons = []
+    trainer.request_stop = trainer.stop_reasons.append
+    cb, trainer = make(tmp_path, trainer, format="frames", target_success=2, target_failure=3, stop_run_when_full=True)
+    drive(cb, trainer, 4, success=lambda e, t: e == 0)  # one episode per env: 1 success, 2 failures
+    assert trainer.stop_reasons == []
+    drive(cb, trainer, 4, start=4, success=lambda e, t: e == 0)
+    assert len(trainer.stop_reasons) == 1 and "success=2/2" in trainer.stop_reasons[0]
+    with pytest.raises(ConfigError, match=r"^callbacks\[0\]\.cfg\.stop_run_when_full: needs both target_success and target_failure"):
+        parse_dataclass(RewardDataCollection.Config, {"format": "frames", "target_success": 2, "stop_run_when_full": True}, "callbacks[0].cfg")
+
+
 def test_resume_continues_numbering_and_never_overwrites(tmp_path):
     cb, trainer = make(tmp_path)
     drive(cb, trainer, 4)

@@ -76,7 +76,7 @@ def train_config(tmp_path: Path, data_path: Path, **overrides) -> RewardTrainCon
         "model": {"name": "resnet_reward", "cfg": {"hidden_dim": 32, "dropout": 0.0}},
         "epochs": 4, "batch_size": 16, "lr": 1e-3, "val_split": 0.25, "scheduler": "constant",
         "augment": {"shift_pad": 1, "brightness": 0.1, "contrast": 0.0, "saturation": 0.0, "hue": 0.0},
-        "progress_bar": False, **overrides,
+        "progress_bar": False, "min_class_frames": 2, **overrides,  # tiny test data sets
     }
     return parse_dataclass(RewardTrainConfig, data)
 
@@ -139,6 +139,14 @@ def test_empty_class_and_missing_manifest_are_clear_errors(tmp_path):
         path.write_bytes(b"junk")
     with pytest.raises(ConfigError, match=r"has no readable 'negative' files \(all 2 files in 'negative/' are unreadable"):
         load_reward_data(tmp_path / "unreadable")
+
+
+def test_too_few_frames_of_a_class_is_a_one_line_error_before_any_file(tmp_path):
+    data = write_frames(tmp_path / "data", n_pos=6, n_neg=12)
+    with pytest.raises(ConfigError) as err:
+        train_reward_model(train_config(tmp_path, data, min_class_frames=10))
+    assert str(err.value).startswith(f"min_class_frames: '{data}' holds 6 positive frame(s), fewer than min_class_frames=10")
+    assert not (tmp_path / "out").exists()
 
 
 def test_split_by_trajectory_has_no_leakage(tmp_path):

@@ -8,9 +8,9 @@ once plugins are loaded.
 """
 from embodireward.config.files import apply_overrides, load_json, load_train_config, parse_train_config
 from embodireward.config.parsing import ConfigError, config_error, join_path, parse_dataclass, parse_value, to_dict
-from embodireward.config.sections import (ComponentSection, EnvSection, NetworkConfig, PolicySection, RewardSection,
+from embodireward.config.sections import (ComponentSection, EnvSection, NetworkConfig, PolicySection, RefreshSection, RewardSection,
                                           RuntimeConfig, TrainConfig)
 
-__all__ = ["ComponentSection", "ConfigError", "EnvSection", "NetworkConfig", "PolicySection", "RewardSection", "RuntimeConfig",
+__all__ = ["ComponentSection", "ConfigError", "EnvSection", "NetworkConfig", "PolicySection", "RefreshSection", "RewardSection", "RuntimeConfig",
            "TrainConfig", "apply_overrides", "config_error", "join_path", "load_json", "load_train_config", "parse_dataclass",
            "parse_train_config", "parse_value", "to_dict"]

@@ -102,6 +102,49 @@ class ComponentSection:
 
 
 @dataclass
+class RefreshSection:
+    """Online refresh of the learned reward during training (``embodireward.rewards.refresh``)."""
+
+    every: int = 10  # iterations between refreshes; 0: only on drift
+    # also refresh when an iteration's predicted and true success rates differ by more than this
+    # (needs the env's success signal); None: on schedule only
+    drift_threshold: Optional[float] = None
+    labeller: ComponentSection = field(default_factory=lambda: ComponentSection(name="env_success"))
+    label_budget: Optional[int] = 500  # labels a budgeted labeller (env_success, queue) may give in the run; None: no limit
+    frames_per_refresh: int = 100  # frames sent to the labeller at each refresh
+    confident_fraction: float = 0.5  # of those, the share the model is most sure are successes; the rest a random sample
+    pool_size: int = 1024  # random frames kept between refreshes (sampled uniformly from all scored frames)
+    steps: int = 100  # fine-tuning gradient steps per refresh
+    batch_size: int = 64
+    new_fraction: float = 0.5  # share of each fine-tuning batch drawn from the refresh labels, the rest from the original data
+    lr: float = 1e-4
+    val_split: float = 0.2  # refresh trajectories held out (by a hash of their id, so a frame never changes side)
+    min_new_labels: int = 1  # fine-tune only once this many new labels have arrived
+    data_dir: str = "{run_dir}/refresh_data"  # the labelled frames, a reward-data directory ({run_dir} is replaced)
+
+    def validate(self, path: str) -> None:
+        for key in ("every", "min_new_labels"):
+            if getattr(self, key) < 0:
+                raise config_error(path, key, f"must be >= 0, got {getattr(self, key)}")
+        for key in ("frames_per_refresh", "pool_size", "steps", "batch_size"):
+            if getattr(self, key) < 1:
+                raise config_error(path, key, f"must be >= 1, got {getattr(self, key)}")
+        if self.every == 0 and self.drift_threshold is None:
+            raise config_error(path, "every", "is 0 and drift_threshold is null: the model would never be refreshed")
+        if self.drift_threshold is not None and not 0.0 < self.drift_threshold <= 1.0:
+            raise config_error(path, "drift_threshold", f"must be in (0, 1], got {self.drift_threshold}")
+        if self.label_budget is not None and self.label_budget < 0:
+            raise config_error(path, "label_budget", f"must be >= 0 or null, got {self.label_budget}")
+        for key in ("confident_fraction", "new_fraction"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise config_error(path, key, f"must be in [0, 1], got {getattr(self, key)}")
+        if not 0.0 < self.val_split < 1.0:
+            raise config_error(path, "val_split", f"must be in (0, 1), got {self.val_split}")
+        if not self.lr > 0 or self.lr != self.lr or self.lr == float("inf"):
+            raise config_error(path, "lr", f"must be a finite number > 0, got {self.lr}")
+
+
+@dataclass
 class RewardSection:
     """The reward-model hook (see ``embodireward.rewards.hook``)."""
 
@@ -122,8 +165,11 @@ class RewardSection:
     batch_size: int = 1024
     debug_save_dir: Optional[str] = None
     debug_save_max: int = 1000
+    refresh: Optional[RefreshSection] = None  # None: the model stays as trained
 
     def validate(self, path: str) -> None:
+        if self.refresh is not None and not self.use_reward_model:
+            raise config_error(path, "refresh", "needs use_reward_model: true (there is no model to refresh)")
         if self.use_reward_model and not self.checkpoint_path:
             raise config_error(path, "checkpoint_path", "required when use_reward_model is true")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:

@@ -169,7 +169,8 @@ def load_reward_model(path: Union[str, Path], device: Union[str, torch.device] =
                                     f"{num_classes} but the data manifest names {len(class_names)} classes {class_names}")
     if expected_env is not None:
         check_env_compatibility(sidecar.get("manifest", {}).get("env", {}), expected_env, f"reward model '{weights_path}'")
-    model = cls(cfg)
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: loading leaves the caller's RNG as it was
+        model = cls(cfg)
     load_weights(model, weights_path)
     model.sidecar = sidecar
     return model.to(device).eval()

@@ -100,8 +100,11 @@ def _read_png(path: Path) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
 
 
-def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] = None) -> RewardData:
+def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] = None, require_every_class: bool = True) -> RewardData:
     """Read every readable file of ``data_dir``; unreadable ones are skipped and counted.
+
+    ``require_every_class``: a class without frames is an error (training needs them all; data
+    that only grows an existing set, like refresh labels, may lack one).
 
     Files the manifest lists but that are gone are an error (one line: how many, the first one).
     """
@@ -164,6 +167,6 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
         skipped_reasons=skipped,
     )
     empty = [name for name, count in data.counts()["classes"].items() if count == 0]
-    if empty:
+    if empty and require_every_class:
         raise DataError(f"reward data '{data_dir}' has no frames of class(es) {empty} ({len(data)} frames in total: {data.counts()['classes']})")
     return data

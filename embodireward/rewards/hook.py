@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import imageio.v3 as iio
 import torch
@@ -77,7 +77,17 @@ class RewardHook:
         self.debug_dir = Path(section.debug_save_dir) if section.debug_save_dir else None
         self._debug_saved = 0
         self._totals = {key: 0.0 for key in TOTAL_KEYS}
+        # called with every scored batch: (env_ids, images, probs, predicted, success, done); the
+        # online refresh gathers its candidate frames this way, without a second forward pass
+        self.observers: List[Callable[..., None]] = []
         self._reset_metrics()
+
+    def swap_model(self, model: BaseRewardModel, threshold: float) -> None:
+        """Score with ``model`` from the next step on. The inference copy is built first and put in
+        place by one assignment, so no step ever sees a half-replaced model."""
+        inference = model.for_inference()
+        self.manager.register_model(self.section.name, inference)
+        self.model, self.threshold = model, threshold
 
     def frame_request(self) -> RenderRequest:
         return "episode_end" if self.section.reward_mode == "terminal" else "every_step"
@@ -99,7 +109,10 @@ class RewardHook:
             probs, predicted, reward = (value.to(env_reward.device) for value in self._score(images))
             self._seconds += time.perf_counter() - start
             model_reward[env_ids] = reward
-            self._record(probs, predicted, None if success is None else success[env_ids].to(probs.device).bool())
+            scored_success = None if success is None else success[env_ids].to(probs.device).bool()
+            self._record(probs, predicted, scored_success)
+            for observer in self.observers:
+                observer(env_ids, images, probs, predicted, scored_success, (terminated | truncated)[env_ids])
             if self.debug_dir is not None and self._debug_saved < s.debug_save_max:
                 self._debug_save(images[self.model.cfg.camera_keys[0]], probs, predicted)
         return self._combine(env_reward.float(), model_reward)

@@ -37,6 +37,9 @@ class RewardTrainConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-4
     val_split: float = 0.2  # fraction of trajectories (per class) held out
+    # fewest frames of any class worth training on: below it the validation metrics rest on a
+    # handful of frames (a warm-up that never succeeded gives a model that predicts noise)
+    min_class_frames: int = 10
     early_stopping_patience: int = 5  # epochs without a better ``monitor``; 0 disables
     monitor: Literal["val/f1", "val/balanced_accuracy", "val/auroc", "val/loss", "val/accuracy"] = "val/f1"
     scheduler: Literal["cosine", "warmup_cosine", "constant"] = "cosine"
@@ -61,7 +64,7 @@ class RewardTrainConfig:
         for key in ("lr", "weight_decay", "grad_clip", "val_split"):
             if not math.isfinite(getattr(self, key)):
                 raise config_error(path, key, f"must be a finite number, got {getattr(self, key)}")
-        for key in ("weight_decay", "early_stopping_patience", "warmup_epochs", "grad_clip", "num_workers", "num_threads"):
+        for key in ("min_class_frames", "weight_decay", "early_stopping_patience", "warmup_epochs", "grad_clip", "num_workers", "num_threads"):
             if getattr(self, key) < 0:
                 raise config_error(path, key, f"must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:

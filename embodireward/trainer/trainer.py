@@ -112,7 +112,7 @@ class Trainer:
         if config.reward.use_reward_model:
             from embodireward.rewards.hook import build_reward_hook
 
-            self.reward_hook = build_reward_hook(config.reward, self.env, self.device)
+            self.reward_hook = build_reward_hook(config.reward, self.env, self.device, runtime.precision)
         self._action_low = torch.as_tensor(self.env.single_action_space.low, device=self.device)
         self._action_high = torch.as_tensor(self.env.single_action_space.high, device=self.device)
 

@@ -209,6 +209,8 @@ class RewardDataCollection(Callback):
         self._buffers = [[] for _ in self._buffers]
         caps = ", ".join(f"{name}={count}/{cap}" for name, count, cap in zip(self.class_names, self.store.counts, self.caps))
         trainer.log_info(f"reward_data_collection: caps reached ({caps}); no more frames are rendered for it")
+        if self.cfg.stop_run_when_full:
+            trainer.request_stop(f"reward_data_collection: caps reached ({caps}) and stop_run_when_full is set")
 
     # ------------------------------------------------------------------ resume
 

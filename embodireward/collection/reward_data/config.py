@@ -29,6 +29,9 @@ class CollectionConfig:
     target_failure: Optional[int] = None
     sample_rate_success: float = 1.0  # frames format: fraction of success frames kept
     sample_rate_fail: float = 1.0  # ... and of the other classes' frames
+    # end the run once every class is at its cap (a warm-up that only exists to collect data stops
+    # as soon as it has the data; runtime.iterations is then the most it runs)
+    stop_run_when_full: bool = False
     seed: int = 0
 
     def validate(self, path: str) -> None:
@@ -52,6 +55,8 @@ class CollectionConfig:
             for key in ("positive_dir", "negative_dir"):
                 if getattr(self, key) is not None:
                     raise config_error(path, key, "not used with labels 'stage' (each stage's directory is its name)")
+        if self.stop_run_when_full and (self.success_cap is None or self.failure_cap is None):
+            raise config_error(path, "stop_run_when_full", f"needs both {' and '.join(self.cap_keys)} set: without caps the data is never full")
         if self.success_cap == 0 and self.failure_cap == 0:
             raise config_error(path, self.cap_keys[0], f"{' and '.join(self.cap_keys)} are both 0: nothing would be collected")
 

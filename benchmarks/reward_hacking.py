@@ -1,0 +1,110 @@
+"""Reward hacking and online refresh on push_cube_2d_distractor: the issue-14 table.
+
+    python benchmarks/reward_hacking.py [--config configs/push_cube_2d/hacking_pipeline.json]
+        [--output-dir outputs] [--seeds 0 1 2] [--variants naive env_success vice] [--iterations 60]
+
+Runs the pipeline's stages 1-2 once if they have not run (warm-up + reward model: the same data
+and model for every row), then its learned-reward stage once per variant and seed, from scratch
+(``pipeline.warm_start: false``), into ``<output_dir>/<exp_name>/hacking/<variant>_seed<k>/``:
+
+- ``naive``: the frozen warm-up classifier;
+- ``env_success``: ``reward.refresh`` every 5 iterations, 50 frames each, label budget 500;
+- ``vice``: the same schedule, policy frames labelled failure (no labels).
+
+Prints one row per run and the medians per variant: final true eval success, the model's
+predicted success rate and precision against true success (last iteration), labels used and wall
+time. A finished run (``result.json``) is read back, not re-run, so the script resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+from embodireward.config import apply_overrides, load_json
+from embodireward.pipeline import Pipeline
+from embodireward.tools.scalars import read_event_scalars
+from embodireward.train import train_from_dict
+from embodireward.utils.io import atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REFRESH = {"every": 5, "frames_per_refresh": 50, "label_budget": 500}
+VARIANTS = {
+    "naive": None,
+    "env_success": {**REFRESH, "labeller": {"name": "env_success"}},
+    "vice": {**REFRESH, "labeller": {"name": "vice"}},
+}
+COLUMNS = ("eval_success", "predicted_success", "precision", "labels_used", "wall_s")
+
+
+def final(scalars: dict, tag: str):
+    rows = scalars.get(tag)
+    return None if rows is None else float(rows[-1, 2])
+
+
+def run(stage: dict, variant: str, seed: int, iterations: int, root: Path) -> dict:
+    run_dir = root / f"{variant}_seed{seed}"
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    config = copy.deepcopy(stage)
+    config["runtime"].update(seed=seed, iterations=iterations, run_dir=str(run_dir), progress_bar=False)
+    if VARIANTS[variant] is not None:
+        config["reward"]["refresh"] = copy.deepcopy(VARIANTS[variant])
+    started = time.perf_counter()
+    if train_from_dict(config) != 0:
+        raise SystemExit(f"{variant} seed {seed} failed; see {run_dir}")
+    scalars = read_event_scalars(run_dir / "logs")
+    refreshes = run_dir / "reward_models" / "refreshes.json"
+    records = json.loads(refreshes.read_text()) if refreshes.is_file() else []
+    result = {"variant": variant, "seed": seed, "env_steps": int(scalars["eval/success_rate"][-1, 0]),
+              "eval_success": final(scalars, "eval/success_rate"),
+              "predicted_success": final(scalars, "reward_model/predicted_success_rate"),
+              "precision": final(scalars, "reward_model/precision"),
+              "labels_used": records[-1]["labels_used"] if records else 0, "refreshes": len(records),
+              "wall_s": round(time.perf_counter() - started, 1)}
+    atomic_write_json(result_path, result)
+    return result
+
+
+def show(value) -> str:
+    return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO_ROOT / "configs/push_cube_2d/hacking_pipeline.json"))
+    parser.add_argument("--output-dir", default=None, help="pipeline.output_dir (default: the config's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--iterations", type=int, default=60)
+    args = parser.parse_args()
+
+    data = load_json(args.config)
+    overrides = ["pipeline.warm_start=false"] + ([f"pipeline.output_dir={args.output_dir}"] if args.output_dir else [])
+    data = apply_overrides(data, overrides)
+    pipeline = Pipeline(data, Path(args.config).resolve().parent)
+    pipeline.run(config_path=Path(args.config), stages=("warmup", "reward_model"))  # the data and model every row shares
+    root = pipeline.root / "hacking"
+    results = []
+    print("| variant | seed | true eval success | model-predicted success | precision at end | labels used | wall time (s) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for variant in args.variants:
+        for seed in args.seeds:
+            result = run(pipeline.learned_reward, variant, seed, args.iterations, root)
+            results.append(result)
+            print(f"| {variant} | {seed} | " + " | ".join(show(result[key]) for key in COLUMNS) + " |", flush=True)
+    print("\nmedians over seeds:")
+    for variant in args.variants:
+        rows = [r for r in results if r["variant"] == variant]
+        medians = {key: statistics.median([r[key] for r in rows if r[key] is not None] or [float("nan")]) for key in COLUMNS}
+        spread = [r["eval_success"] for r in rows]
+        print(f"| {variant} | median of {len(rows)} | " + " | ".join(show(float(medians[key])) for key in COLUMNS)
+              + f" | eval success per seed: {', '.join(show(v) for v in spread)}")
+
+
+if __name__ == "__main__":
+    main()
