@@ -9,7 +9,8 @@ Both are rebuilt from what the stage directories hold, never from a last-iterati
   recommended threshold of ``metrics.json``, and the evaluation of ``evaluation/reward_eval.json``;
 - the learned-reward stage: the reward model against the env's true success over every frame it
   scored in the stage (``reward_model_vs_true_success``: precision, recall, agreement, ...), and the
-  hook's inference time (``reward_model_seconds``) and its share of the stage's wall time;
+  hook's inference time (``reward_model_seconds``) and its share of the stage's wall time; with
+  ``reward.refresh``, how many refreshes ran, the labels they used and the latest refreshed model;
 - the paths of checkpoints, models and figures.
 
 ``report.md`` shows the same in tables with the figures: the success curve of both PPO stages
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 SUMMARY_NAME, REPORT_NAME, FIGURES_DIR = "pipeline_summary.json", "report.md", "figures"
 STAGE_TITLES = {"warmup": "PPO on the env reward, collecting reward-model data",
                 "reward_model": "Reward-model training", "learned_reward": "PPO on the learned reward"}
-PPO_PREFIXES, REWARD_MODEL_PREFIXES = ("eval/", "episode/", "reward_model/"), ("val/",)
+PPO_PREFIXES, REWARD_MODEL_PREFIXES = ("eval/", "episode/", "reward_model/", "refresh/"), ("val/",)
 LOWER_IS_BETTER = ("loss", "ece", "false_positive_rate")
 NO_DIRECTION = ("length", "episodes", "calls", "images", "seconds", "threshold", "predicted_success_rate", "mean_prob")
 CURVE_TAGS = ("eval/success_rate", "episode/success_once")  # the report plots the first one the stages logged
@@ -90,6 +91,13 @@ def stage_summary(stage: str, directory: Path, record: Dict[str, Any]) -> Dict[s
                 # the hook's inference time against the whole stage's: the learned reward's cost
                 entry["reward_model_seconds"] = round(seconds, 1)
                 entry["reward_model_share_of_stage_time"] = round(seconds / record["seconds"], 4)
+        refreshes = _read_json(directory / "reward_models" / "refreshes.json")
+        if refreshes:
+            last_model = next((r for r in reversed(refreshes) if "model" in r), None)
+            entry["refresh"] = {"refreshes": len(refreshes), "labels_used": refreshes[-1]["labels_used"],
+                                "models": sum("model" in r for r in refreshes),
+                                "latest_model": str(directory / "reward_models" / f"{last_model['model']}.safetensors") if last_model else None,
+                                "records": str(directory / "reward_models" / "refreshes.json")}
         prefixes = PPO_PREFIXES
     entry["scalars"] = scalar_summary(log_dir, prefixes) if log_dir is not None else {}
     return entry

@@ -118,3 +118,11 @@ def test_pipeline_rejects_a_bad_stage_before_running_anything(tmp_path):
     with pytest.raises(ConfigError, match=r"^reward_model.model.name: unknown reward model 'no_such_model'"):
         run_pipeline(pipeline)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_warm_start_false_starts_the_learned_reward_stage_from_scratch(tmp_path):
+    data = tiny_pipeline(tmp_path)
+    assert Pipeline(data).learned_reward["runtime"]["init_from"].endswith("1_warmup/checkpoints/latest.pt")
+    data["pipeline"]["warm_start"] = False
+    stage = Pipeline(data).learned_reward
+    assert "init_from" not in stage["runtime"] and stage["reward"]["checkpoint_path"].endswith("best_model.safetensors")

@@ -264,3 +264,13 @@ def test_readme_labeller_example_labels_a_refresh(tmp_path, learned_config):
     train_from_dict(config)
     (record,) = json.loads((tmp_path / "run" / "reward_models" / "refreshes.json").read_text())
     assert record["labels_added"] == 12 and record["labels_added_success"] == 6 and record["labels_used"] == 12
+
+
+def test_pipeline_summary_reports_the_refreshes(tmp_path):
+    data = tiny_pipeline(tmp_path)
+    data["base"]["runtime"]["rollout_steps"] = 12
+    data["learned_reward"]["reward"]["refresh"] = {"every": 1, "frames_per_refresh": 10, "steps": 2, "batch_size": 8}
+    summary = run_pipeline(data)["stages"]["learned_reward"]
+    assert summary["refresh"]["refreshes"] == 1 and summary["refresh"]["labels_used"] == 10
+    assert summary["refresh"]["latest_model"].endswith("refresh_001.safetensors") and Path(summary["refresh"]["latest_model"]).is_file()
+    assert summary["scalars"]["refresh/labels_used"]["final"] == 10

@@ -1,11 +1,12 @@
-"""Reward hacking and online refresh on push_cube_2d_distractor: the issue-14 table.
+"""Online refresh against a frozen reward model: the issue-14 tables.
 
-    python benchmarks/reward_hacking.py [--config configs/push_cube_2d/hacking_pipeline.json]
-        [--output-dir outputs] [--seeds 0 1 2] [--variants naive env_success vice] [--iterations 60]
+    python benchmarks/refresh_table.py [--config configs/push_cube_2d/hacking_pipeline.json]
+        [--output-dir outputs] [--seeds 0 1 2] [--variants naive env_success vice] [--iterations 80]
 
 Runs the pipeline's stages 1-2 once if they have not run (warm-up + reward model: the same data
-and model for every row), then its learned-reward stage once per variant and seed, from scratch
-(``pipeline.warm_start: false``), into ``<output_dir>/<exp_name>/hacking/<variant>_seed<k>/``:
+and model for every row), then its learned-reward stage once per variant and seed (from the
+warm-up policy or from scratch, as the config's ``pipeline.warm_start`` says) into
+``<output_dir>/<exp_name>/refresh_table/<variant>_seed<k>/``:
 
 - ``naive``: the frozen warm-up classifier;
 - ``env_success``: ``reward.refresh`` every 5 iterations, 50 frames each, label budget 500;
@@ -13,7 +14,9 @@ and model for every row), then its learned-reward stage once per variant and see
 
 Prints one row per run and the medians per variant: final true eval success, the model's
 predicted success rate and precision against true success (last iteration), labels used and wall
-time. A finished run (``result.json``) is read back, not re-run, so the script resumes.
+time. A finished run (``result.json``) is read back, not re-run, so the script resumes. On
+``configs/push_cube_2d/hacking_pipeline.json`` (distractor task, from scratch) the naive rows show
+the exploit; on ``configs/push_cube_2d/pipeline.json`` the rows show whether refresh hurts.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def run(stage: dict, variant: str, seed: int, iterations: int, root: Path) -> di
     if result_path.is_file():
         return json.loads(result_path.read_text())
     config = copy.deepcopy(stage)
-    config["runtime"].update(seed=seed, iterations=iterations, run_dir=str(run_dir), progress_bar=False)
+    config["runtime"].update(seed=seed, run_dir=str(run_dir), progress_bar=False, **({"iterations": iterations} if iterations else {}))
     if VARIANTS[variant] is not None:
         config["reward"]["refresh"] = copy.deepcopy(VARIANTS[variant])
     started = time.perf_counter()
@@ -80,15 +83,15 @@ def main() -> None:
     parser.add_argument("--output-dir", default=None, help="pipeline.output_dir (default: the config's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--iterations", type=int, default=None, help="learned-reward iterations (default: the config's)")
     args = parser.parse_args()
 
     data = load_json(args.config)
-    overrides = ["pipeline.warm_start=false"] + ([f"pipeline.output_dir={args.output_dir}"] if args.output_dir else [])
-    data = apply_overrides(data, overrides)
+    if args.output_dir:
+        data = apply_overrides(data, [f"pipeline.output_dir={args.output_dir}"])
     pipeline = Pipeline(data, Path(args.config).resolve().parent)
     pipeline.run(config_path=Path(args.config), stages=("warmup", "reward_model"))  # the data and model every row shares
-    root = pipeline.root / "hacking"
+    root = pipeline.root / "refresh_table"
     results = []
     print("| variant | seed | true eval success | model-predicted success | precision at end | labels used | wall time (s) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
