@@ -3,6 +3,7 @@
 ``Config`` dataclass the component declares, once plugins are loaded."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional
 
@@ -140,7 +141,7 @@ class RefreshSection:
                 raise config_error(path, key, f"must be in [0, 1], got {getattr(self, key)}")
         if not 0.0 < self.val_split < 1.0:
             raise config_error(path, "val_split", f"must be in (0, 1), got {self.val_split}")
-        if not self.lr > 0 or self.lr != self.lr or self.lr == float("inf"):
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise config_error(path, "lr", f"must be a finite number > 0, got {self.lr}")
 
 

@@ -153,10 +153,8 @@ class RewardHook:
         self._prob_sum += float(probs.sum())
         self._predicted += int(predicted.sum())
         if success is not None:
-            self._tp += int((predicted & success).sum())
-            self._fp += int((predicted & ~success).sum())
-            self._tn += int((~predicted & ~success).sum())
-            self._fn += int((~predicted & success).sum())
+            tp, fp, tn, fn = confusion_counts(predicted, success)
+            self._tp, self._fp, self._tn, self._fn = self._tp + tp, self._fp + fp, self._tn + tn, self._fn + fn
 
     def _reset_metrics(self) -> None:
         self._calls = self._images = self._predicted = 0
@@ -200,6 +198,12 @@ class RewardHook:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self._totals.update(state["totals"])
         self._debug_saved = int(state["debug_saved"])
+
+
+def confusion_counts(predicted: torch.Tensor, success: torch.Tensor) -> Tuple[int, int, int, int]:
+    """``(tp, fp, tn, fn)`` of boolean predicted success against boolean true success."""
+    return (int((predicted & success).sum()), int((predicted & ~success).sum()),
+            int((~predicted & ~success).sum()), int((~predicted & success).sum()))
 
 
 def agreement_metrics(prefix: str, tp: float, fp: float, tn: float, fn: float) -> Dict[str, float]:

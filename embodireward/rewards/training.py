@@ -101,8 +101,8 @@ def improved(value: float, best: Optional[float], mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
-def check_classes_in_both_splits(counts: Dict[str, Dict[str, Any]], model: BaseRewardModel, data_path: str, min_frames: int) -> None:
-    """Every class the model learns needs ``min_frames`` frames in all, in training and in validation."""
+def check_class_frames(counts: Dict[str, Dict[str, Any]], model: BaseRewardModel, data_path: str, min_frames: int) -> None:
+    """Every class the model learns needs frames in training and in validation, and ``min_frames`` in all."""
     kinds = ("positive", "negative") if model.num_classes == 1 else tuple(counts["train"]["classes"])
     per_side = {side: {kind: counts[side][kind] if model.num_classes == 1 else counts[side]["classes"][kind] for kind in kinds}
                 for side in ("train", "val")}
@@ -153,7 +153,7 @@ def train_reward_model(cfg: RewardTrainConfig | Dict[str, Any]) -> Dict[str, Any
     train_set = RewardDataset(data, train_index, window, cfg.augment)
     val_set = RewardDataset(data, val_index, window)
     data_counts = {"train": data.counts(train_index), "val": data.counts(val_index), "skipped_files": data.skipped, "data_path": str(cfg.data_path)}
-    check_classes_in_both_splits(data_counts, model, cfg.data_path, cfg.min_class_frames)
+    check_class_frames(data_counts, model, cfg.data_path, cfg.min_class_frames)
     output_dir = Path(cfg.output_dir)
     problem = is_writable_location(output_dir)
     if problem:

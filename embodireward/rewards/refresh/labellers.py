@@ -136,8 +136,8 @@ class QueueLabeller(Labeller):
             meta = json.loads(meta_path.read_text())
             image = torch.from_numpy(np.ascontiguousarray(iio.imread(image_path)[..., :3]))
             ready.append((int(meta["frame_id"]), int(meta["trajectory"]), image, label))
-            for path in (image_path, meta_path, answer):  # answered: out of the queue
-                path.replace(self.done / path.name if path is not answer else self.done / f"{stem}.answer.json")
+            for path, name in ((image_path, image_path.name), (meta_path, meta_path.name), (answer, f"{stem}.answer.json")):
+                path.replace(self.done / name)  # answered: out of the queue
         return ready
 
     def _read_label(self, answer: Path, image_path: Path):

@@ -66,8 +66,17 @@ class CandidatePool:
     def _keep(self, part: Optional[Dict[str, torch.Tensor]], batch: Dict[str, torch.Tensor], name: str) -> Dict[str, torch.Tensor]:
         """The ``sizes[name]`` rows of ``part`` + ``batch`` ranking highest: by P(success) for
         ``confident``, by the smallest random key for ``random``."""
+        def rank_of(rows: Dict[str, torch.Tensor]) -> torch.Tensor:
+            return rows["probs"] if name == "confident" else -rows["key"]
+
+        if part is not None and len(part["probs"]) >= self.sizes[name]:
+            # full: only rows that beat the part's lowest go in, so a step copies no images otherwise
+            enters = rank_of(batch) > rank_of(part).min()
+            if not bool(enters.any()):
+                return part
+            batch = {k: v[enters] for k, v in batch.items()}
         rows = batch if part is None else {k: torch.cat([part[k], batch[k]]) for k in FIELDS}
-        rank = rows["probs"] if name == "confident" else -rows["key"]
+        rank = rank_of(rows)
         if len(rank) > self.sizes[name]:
             keep = rank.topk(self.sizes[name]).indices
             rows = {k: v[keep] for k, v in rows.items()}

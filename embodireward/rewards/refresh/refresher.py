@@ -29,8 +29,8 @@ from embodireward.config import ConfigError, RefreshSection
 from embodireward.registry import LABELLERS
 from embodireward.rewards.checkpoint import load_reward_model, save_reward_model
 from embodireward.rewards.data import load_reward_data
-from embodireward.rewards.hook import agreement_metrics
-from embodireward.rewards.manifest import MANIFEST
+from embodireward.rewards.hook import agreement_metrics, confusion_counts
+from embodireward.rewards.manifest import MANIFEST, load_manifest
 from embodireward.rewards.refresh.finetune import finetune, grow
 from embodireward.rewards.refresh.labellers import LabellerContext
 from embodireward.rewards.refresh.pool import CandidatePool
@@ -83,7 +83,7 @@ class RewardRefresh(Callback):
     # ------------------------------------------------------------------ run lifecycle
 
     def on_train_start(self, trainer: Any) -> None:
-        manifest = load_reward_data(self.original_path, [self.camera_key]).manifest
+        manifest = load_manifest(self.original_path)  # the header only: the frames are read at the first refresh
         header = {k: manifest[k] for k in HEADER_KEYS if k in manifest} | {"format": "frames", "camera_keys": [self.camera_key]}
         self.store = DataStore(self.data_dir, header)
         existing = self.store.read_manifest()
@@ -191,10 +191,7 @@ class RewardRefresh(Callback):
         """Precision / recall of ``predicted`` against the sample's true success (when there is a sample)."""
         if not sample or predicted is None:
             return {}
-        success = sample["success"]
-        tp, fp = int((predicted & success).sum()), int((predicted & ~success).sum())
-        tn, fn = int((~predicted & ~success).sum()), int((~predicted & success).sum())
-        m = agreement_metrics("", tp, fp, tn, fn)
+        m = agreement_metrics("", *confusion_counts(predicted, sample["success"]))
         return {f"{key[1:]}_{when}": value for key, value in m.items() if key[1:] in ("precision", "recall")} | {f"predicted_rate_{when}": float(predicted.float().mean())}
 
     # ------------------------------------------------------------------ resume
