@@ -2,6 +2,7 @@
 
     python benchmarks/refresh_table.py [--config configs/push_cube_2d/hacking_pipeline.json]
         [--output-dir outputs] [--seeds 0 1 2] [--variants naive env_success vice] [--iterations 80]
+        [--set KEY=VALUE ...]
 
 Runs the pipeline's stages 1-2 once if they have not run (warm-up + reward model: the same data
 and model for every row), then its learned-reward stage once per variant and seed (from the
@@ -15,8 +16,14 @@ warm-up policy or from scratch, as the config's ``pipeline.warm_start`` says) in
 Prints one row per run and the medians per variant: final true eval success, the model's
 predicted success rate and precision against true success (last iteration), labels used and wall
 time. A finished run (``result.json``) is read back, not re-run, so the script resumes. On
-``configs/push_cube_2d/hacking_pipeline.json`` (distractor task, from scratch) the naive rows show
-the exploit; on ``configs/push_cube_2d/pipeline.json`` the rows show whether refresh hurts.
+``configs/push_cube_2d/pipeline.json`` the rows show whether refresh hurts. On the distractor
+task, the variant where a naive run drifts towards the model's blind spots (docs/benchmarks.md,
+*Reward hacking task*) is ``configs/push_cube_2d/hacking_pipeline.json`` with a per-step soft
+reward learned from scratch::
+
+    --set pipeline.exp_name=push_cube_2d_hacking_per_step --set pipeline.warm_start=false
+    --set warmup.callbacks.0.cfg.render=0.1 --set learned_reward.reward.reward_mode=per_step
+    --set learned_reward.reward.use_soft_reward=true --iterations 60
 """
 from __future__ import annotations
 
@@ -84,11 +91,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=None, help="learned-reward iterations (default: the config's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a pipeline config value, as in `embodireward train --set`")
     args = parser.parse_args()
 
-    data = load_json(args.config)
-    if args.output_dir:
-        data = apply_overrides(data, [f"pipeline.output_dir={args.output_dir}"])
+    overrides = args.overrides + ([f"pipeline.output_dir={args.output_dir}"] if args.output_dir else [])
+    data = apply_overrides(load_json(args.config), overrides)
     pipeline = Pipeline(data, Path(args.config).resolve().parent)
     pipeline.run(config_path=Path(args.config), stages=("warmup", "reward_model"))  # the data and model every row shares
     root = pipeline.root / "refresh_table"
