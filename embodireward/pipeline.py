@@ -115,6 +115,14 @@ class Pipeline:
                 builder.validate_config(parse_train_config(config), self.base_dir)
             except ConfigError as exc:
                 raise ConfigError(f"{stage}.{exc.path}" if exc.path else stage, exc.message) from None
+        # the reward hook would refuse this at the start of stage 3; say so before stage 1 runs
+        reward_mode = self.learned_reward.get("reward", {}).get("reward_mode")
+        for index, callback in enumerate(self.warmup.get("callbacks", [])):
+            terminal_only = callback.get("cfg", {}).get("render", "episode_end") == "episode_end"
+            if reward_mode == "per_step" and callback.get("name") == "reward_data_collection" and terminal_only:
+                raise ConfigError(f"warmup.callbacks.{index}.cfg.render",
+                                  "is 'episode_end' (terminal frames only), but learned_reward.reward.reward_mode 'per_step' scores every "
+                                  "frame; collect with render 'every_step' or a probability such as 0.1, or use reward_mode 'terminal'")
         reward_cfg = parse_dataclass(RewardTrainConfig, self.reward_model, "reward_model")
         builder.load_plugin_list(reward_cfg.plugins, self.base_dir, "reward_model.plugins")  # built-ins: loaded above
         check_model_section(reward_cfg.model, "reward_model.model")

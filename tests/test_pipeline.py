@@ -117,6 +117,12 @@ def test_pipeline_rejects_a_bad_stage_before_running_anything(tmp_path):
     pipeline["reward_model"]["model"] = {"name": "no_such_model"}
     with pytest.raises(ConfigError, match=r"^reward_model.model.name: unknown reward model 'no_such_model'"):
         run_pipeline(pipeline)
+    pipeline = tiny_pipeline(tmp_path)  # a per-step reward needs mid-episode frames in the data
+    pipeline["learned_reward"]["reward"]["reward_mode"] = "per_step"
+    with pytest.raises(ConfigError, match=r"^warmup.callbacks.0.cfg.render: is 'episode_end' \(terminal frames only\), but learned_reward"):
+        run_pipeline(pipeline)
+    pipeline["warmup"]["callbacks"][0]["cfg"]["render"] = 0.5
+    Pipeline(pipeline).validate()
     assert not (tmp_path / "outputs").exists()
 
 

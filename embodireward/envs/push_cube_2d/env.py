@@ -19,7 +19,7 @@ step) is the task stage of the state the step ended in, named by ``stage_names``
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +33,6 @@ from embodireward.registry import register_env
 
 STATE_DIM = 12  # pusher, pusher velocity, cube, goal, cube - pusher, goal - cube
 CUBE_STATE_DIM = 6  # each further cube: position, cube - pusher, goal - cube
-STATE_KEYS = ("generator", "pusher_pos", "pusher_vel", "cubes", "goal_pos", "elapsed")
 
 
 @register_env("push_cube_2d")
@@ -48,6 +47,9 @@ class PushCube2D(VecEnv):
     Config = PushCube2DConfig
     stage_names = ("failed", "partial", "success")
     cube_colours: Tuple[int, ...] = (CUBE,)
+    # simulation state saved by state_dict (besides the generator); subclasses append theirs
+    state_keys: Tuple[str, ...] = ("pusher_pos", "pusher_vel", "cubes", "goal_pos", "elapsed")
+    extra_state_dim = 0  # state entries a subclass appends in _extra_state
 
     def __init__(self, cfg: PushCube2DConfig, device: torch.device, seed: int = 0):
         self.cfg = cfg
@@ -60,7 +62,7 @@ class PushCube2D(VecEnv):
 
         num_cubes = len(self.cube_colours)
         self.single_action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        state_space = gym.spaces.Box(-np.inf, np.inf, shape=(STATE_DIM + CUBE_STATE_DIM * (num_cubes - 1),), dtype=np.float32)
+        state_space = gym.spaces.Box(-np.inf, np.inf, shape=(STATE_DIM + CUBE_STATE_DIM * (num_cubes - 1) + self.extra_state_dim,), dtype=np.float32)
         rgb_space = gym.spaces.Box(0, 255, shape=(cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
         self.single_observation_space = {
             "state": state_space,
@@ -127,16 +129,16 @@ class PushCube2D(VecEnv):
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         """Generator and simulation state (every cube included), so a resumed run continues the same episodes."""
-        return {"generator": self.generator.get_state(), **{key: getattr(self, key).clone() for key in STATE_KEYS[1:]}}
+        return {"generator": self.generator.get_state(), **{key: getattr(self, key).clone() for key in self.state_keys}}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
-        for key in STATE_KEYS[1:]:
+        for key in self.state_keys:
             if key not in state:
-                raise ValueError(f"{self.registry_name} state lacks '{key}' (expected keys: {', '.join(STATE_KEYS)})")
+                raise ValueError(f"{self.registry_name} state lacks '{key}' (expected keys: generator, {', '.join(self.state_keys)})")
             if tuple(state[key].shape) != tuple(getattr(self, key).shape):
                 raise ValueError(f"{self.registry_name} state '{key}' has shape {list(state[key].shape)}, expected {list(getattr(self, key).shape)} (another env or num_envs?)")
         self.generator.set_state(state["generator"].cpu())
-        for key in STATE_KEYS[1:]:
+        for key in self.state_keys:
             getattr(self, key).copy_(state[key])
 
     # ---------------------------------------------------------------- dynamics
@@ -224,7 +226,7 @@ class PushCube2D(VecEnv):
         for k in range(1, self.cubes.shape[1]):
             other = self.cubes[:, k]
             parts += [other, other - pusher, goal - other]
-        state = torch.cat(parts, dim=-1)
+        state = torch.cat(parts + self._extra_state(), dim=-1)
         return state if self.cfg.obs_mode == "state" else {"state": state, "rgb": images}
 
     def _render_state(self, env_ids: Optional[torch.Tensor]) -> torch.Tensor:
@@ -232,7 +234,15 @@ class PushCube2D(VecEnv):
         select = (lambda t: t) if env_ids is None else (lambda t: t[env_ids])
         cubes, goal = select(self.cubes), select(self.goal_pos)
         goal_reached = (cubes[:, 0] - goal).norm(dim=-1) < self.cfg.goal_radius
-        return self.renderer.render(select(self.pusher_pos), cubes, goal, goal_reached)
+        return self.renderer.render(select(self.pusher_pos), cubes, goal, goal_reached, **self._render_extras(select))
+
+    def _extra_state(self) -> List[torch.Tensor]:
+        """State parts (``[N, d]`` each, ``extra_state_dim`` in all) a subclass appends to the observation."""
+        return []
+
+    def _render_extras(self, select: Callable[[torch.Tensor], torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Further keyword arguments of ``TopDownRenderer.render`` (tensors passed through ``select``)."""
+        return {}
 
     def render_frames(self) -> Frames:
         return Frames(torch.arange(self.num_envs, device=self.device), {self.cfg.camera_key: self._render_state(None)})

@@ -9,9 +9,10 @@ import torch
 from embodireward.envs.push_cube_2d.config import TABLE_HALF_SIZE, PushCube2DConfig
 
 # palette index -> RGB: table, goal, (target) cube, pusher, goal once the cube is in (highlight_success),
-# and the distractor cube of push_cube_2d_distractor (an orange-red close to the target's crimson)
-PALETTE = ((200, 200, 200), (60, 180, 75), (230, 25, 75), (0, 90, 200), (255, 225, 25), (235, 75, 40))
-TABLE, GOAL, CUBE, PUSHER, GOAL_REACHED, DISTRACTOR = range(6)
+# the distractor cube of push_cube_2d_distractor (an orange-red close to the target's crimson) and
+# the decoy goal of push_cube_2d_decoy (a teal-green close to the goal's green)
+PALETTE = ((200, 200, 200), (60, 180, 75), (230, 25, 75), (0, 90, 200), (255, 225, 25), (235, 75, 40), (70, 170, 95))
+TABLE, GOAL, CUBE, PUSHER, GOAL_REACHED, DISTRACTOR, DECOY_GOAL = range(7)
 
 
 class TopDownRenderer:
@@ -28,11 +29,12 @@ class TopDownRenderer:
         # one flat background image; copying contiguous rows is much faster than an expanded [H, W, 3]
         self._background = self.palette[TABLE].repeat(cfg.image_size * cfg.image_size).unsqueeze(0)
 
-    def render(self, pusher: torch.Tensor, cubes: torch.Tensor, goal: torch.Tensor, goal_reached: Optional[torch.Tensor]) -> torch.Tensor:
+    def render(self, pusher: torch.Tensor, cubes: torch.Tensor, goal: torch.Tensor, goal_reached: Optional[torch.Tensor],
+               decoy_goal: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Images of scenes with pusher ``[K, 2]``, cubes ``[K, C, 2]`` (coloured as given at construction) and goal ``[K, 2]``.
 
         ``goal_reached`` (bool ``[K]``, only read with ``highlight_success``) paints the goal in the
-        highlight colour.
+        highlight colour. ``decoy_goal`` (``[K, 2]``) adds a disc of the goal's size in the decoy colour.
         """
         cfg = self.cfg
         size, half, goal_radius, pusher_radius = cfg.image_size, cfg.cube_half_size, cfg.goal_radius, cfg.pusher_radius
@@ -41,7 +43,10 @@ class TopDownRenderer:
             goal_colour = self.palette[GOAL]
             if cfg.highlight_success:
                 goal_colour = torch.where(goal_reached.unsqueeze(-1), self.palette[GOAL_REACHED], goal_colour)
-            self._stamp(images, goal, goal_radius, lambda dx, dy: dx**2 + dy**2 < goal_radius**2, goal_colour)
+            in_disc = lambda dx, dy: dx**2 + dy**2 < goal_radius**2  # noqa: E731
+            self._stamp(images, goal, goal_radius, in_disc, goal_colour)
+            if decoy_goal is not None:
+                self._stamp(images, decoy_goal, goal_radius, in_disc, self.palette[DECOY_GOAL])
         for k, colour in enumerate(self._cube_colours):
             self._stamp(images, cubes[:, k], half, lambda dx, dy: (dx.abs() < half) & (dy.abs() < half), colour)
         self._stamp(images, pusher, pusher_radius, lambda dx, dy: dx**2 + dy**2 < pusher_radius**2, self.palette[PUSHER])
