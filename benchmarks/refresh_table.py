@@ -1,7 +1,7 @@
 """Online refresh against a frozen reward model: the issue-14 tables.
 
-    python benchmarks/refresh_table.py [--config configs/push_cube_2d/hacking_pipeline.json]
-        [--output-dir outputs] [--seeds 0 1 2] [--variants naive env_success vice] [--iterations 80]
+    python benchmarks/refresh_table.py [--config configs/push_cube_2d/decoy_pipeline.json]
+        [--output-dir outputs] [--seeds 0 1 2] [--variants naive env_success vice] [--iterations N]
         [--set KEY=VALUE ...]
 
 Runs the pipeline's stages 1-2 once if they have not run (warm-up + reward model: the same data
@@ -15,15 +15,11 @@ warm-up policy or from scratch, as the config's ``pipeline.warm_start`` says) in
 
 Prints one row per run and the medians per variant: final true eval success, the model's
 predicted success rate and precision against true success (last iteration), labels used and wall
-time. A finished run (``result.json``) is read back, not re-run, so the script resumes. On
-``configs/push_cube_2d/pipeline.json`` the rows show whether refresh hurts. On the distractor
-task, the variant where a naive run drifts towards the model's blind spots (docs/benchmarks.md,
-*Reward hacking task*) is ``configs/push_cube_2d/hacking_pipeline.json`` with a per-step soft
-reward learned from scratch::
-
-    --set pipeline.exp_name=push_cube_2d_hacking_per_step --set pipeline.warm_start=false
-    --set warmup.callbacks.0.cfg.render=0.1 --set learned_reward.reward.reward_mode=per_step
-    --set learned_reward.reward.use_soft_reward=true --iterations 60
+time. A finished run (``result.json``) is read back, not re-run, so the script resumes. The
+default, the decoy-goal task with a per-step soft reward learned from scratch, is the one where a
+naive run is exploited (docs/benchmarks.md, *Reward hacking task*); on
+``configs/push_cube_2d/pipeline.json`` the rows show whether refresh hurts a task without a blind
+spot. ``--set`` overrides pipeline config values as in ``embodireward train --set``.
 """
 from __future__ import annotations
 
@@ -86,7 +82,7 @@ def show(value) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(REPO_ROOT / "configs/push_cube_2d/hacking_pipeline.json"))
+    parser.add_argument("--config", default=str(REPO_ROOT / "configs/push_cube_2d/decoy_pipeline.json"))
     parser.add_argument("--output-dir", default=None, help="pipeline.output_dir (default: the config's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
