@@ -1,6 +1,7 @@
 """Does a reward model trained on a hacking task's warm-up frames tell the look-alikes apart?
 
     python benchmarks/hacking_probe.py --run outputs/push_cube_2d_hacking [--episodes 2048] [--seed 7]
+        [--policy RUN_DIR]
 
 Reads a pipeline run on push_cube_2d_distractor or push_cube_2d_decoy: stage 1's config and final
 policy, stage 2's best model. Runs the warm-up policy (sampling actions, as in training) for one
@@ -15,6 +16,11 @@ episode per env and prints
 
 A model that learned "the target is in the goal" predicts ~0 for the look-alike scenes; one that
 learned "a red square covers a green disc" predicts ~1.
+
+With ``--policy`` (a learned-reward run directory, e.g. a ``refresh_table`` row) it then runs that
+policy's final checkpoint (deterministic actions) and says where the cube is in the steps the model
+pays (P >= threshold): in the goal, at the look-alike (cube touching the decoy disc, or the
+distractor in the goal), pushed against the table's edge, elsewhere.
 """
 from __future__ import annotations
 
@@ -70,11 +76,43 @@ def look_alike(env) -> tuple:
             lambda generator: move_cube(env, 1, env.goal_pos, generator))
 
 
+def load_policy(config, env, run_dir: Path):
+    policy = builder.build_policy(config, env.single_observation_space, env.single_action_space, torch.device("cpu"))
+    checkpoint = run_dir / "checkpoints" / "latest.pt"
+    load_policy_weights(policy, load_checkpoint(checkpoint)["policy"], str(checkpoint))
+    return policy, checkpoint
+
+
+def what_the_model_pays(env, model, threshold: float, policy, seed: int) -> str:
+    """Where the cube is in the steps of one deterministic episode per env that the model calls successes."""
+    cfg = env.cfg
+    obs, _ = env.reset(seed=seed)
+    paid, places = [], {"in the goal": [], "at the look-alike": [], "against the table edge": []}
+    with torch.no_grad():
+        for _ in range(env.max_episode_steps - 1):
+            obs = env.step(policy.act(obs, deterministic=True)[0].clamp(-1.0, 1.0))[0]
+            paid.append(probabilities(model, env) >= threshold)
+            in_goal = (env.cube_pos - env.goal_pos).norm(dim=-1) < cfg.goal_radius
+            if isinstance(env, PushCube2DDecoy):  # touching the disc: centre within goal radius + half a side
+                at_lookalike = (env.cube_pos - env.decoy_goal).norm(dim=-1) < cfg.goal_radius + cfg.cube_half_size
+            else:
+                at_lookalike = (env.distractor_pos - env.goal_pos).norm(dim=-1) < cfg.goal_radius
+            edge = env.cube_pos.abs().max(dim=-1).values > 1.0 - 2 * cfg.cube_half_size
+            for name, where in zip(places, (in_goal, at_lookalike & ~in_goal, edge & ~at_lookalike & ~in_goal)):
+                places[name].append(where)
+    paid = torch.stack(paid)
+    shares = {name: float(torch.stack(where)[paid].float().mean()) if paid.any() else float("nan") for name, where in places.items()}
+    other = 1.0 - sum(shares.values())
+    return (f"the model pays {paid.float().mean():.3f} of the steps; of those, the cube is "
+            + ", ".join(f"{name} {share:.3f}" for name, share in shares.items()) + f", elsewhere {other:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="pipeline output directory (holds 1_warmup/ and 2_reward_model/)")
     parser.add_argument("--episodes", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--policy", default=None, help="a learned-reward run directory whose final policy to examine (checkpoints/latest.pt)")
     args = parser.parse_args()
     run = Path(args.run)
     config = parse_train_config(json.loads((run / "1_warmup" / "config.json").read_text()))
@@ -83,9 +121,7 @@ def main() -> None:
         raise SystemExit(f"error: {run / '1_warmup' / 'config.json'}: env.id is '{config.env.id}', this probe needs one of {', '.join(ENVS)}")
     env_cls = ENVS[config.env.id]
     env = env_cls(parse_dataclass(env_cls.Config, {**config.env.cfg, "num_envs": args.episodes}, "env.cfg"), torch.device("cpu"), args.seed)
-    policy = builder.build_policy(config, env.single_observation_space, env.single_action_space, torch.device("cpu"))
-    checkpoint = run / "1_warmup" / "checkpoints" / "latest.pt"
-    load_policy_weights(policy, load_checkpoint(checkpoint)["policy"], str(checkpoint))
+    policy, checkpoint = load_policy(config, env, run / "1_warmup")
     model = load_reward_model(run / "2_reward_model" / "best_model.safetensors", expected_env=env.describe())
     threshold = model.sidecar.get("recommended_threshold", 0.5)
 
@@ -110,6 +146,9 @@ def main() -> None:
         valid = move(generator)
         probs = probabilities(model, env)[valid]
         print(f"  {scene_name}: predicted success {(probs >= threshold).float().mean():.3f}, mean probability {probs.mean():.3f} ({int(valid.sum())} scenes)")
+    if args.policy:
+        policy, checkpoint = load_policy(config, env, Path(args.policy))
+        print(f"policy {checkpoint}: {what_the_model_pays(env, model, threshold, policy, args.seed)}")
 
 
 if __name__ == "__main__":
