@@ -65,15 +65,24 @@ def move_cube(env, cube: int, onto: torch.Tensor, generator: torch.Generator) ->
     return valid
 
 
-def look_alike(env) -> tuple:
-    """(name, in_lookalike ``[N]`` bool, edit) of the scene the task's look-alike makes: the
-    distractor in the goal, or the cube on the decoy goal."""
-    radius = env.cfg.goal_radius
+def target_in_goal(env) -> torch.Tensor:
+    return (env.cube_pos - env.goal_pos).norm(dim=-1) < env.cfg.goal_radius
+
+
+def at_look_alike(env, touching: bool = False) -> torch.Tensor:
+    """Per env, the scene the task's look-alike makes: the distractor in the goal, or the cube on
+    the decoy (``touching``: any part of the cube over the disc)."""
+    cfg = env.cfg
     if isinstance(env, PushCube2DDecoy):
-        return ("cube on the decoy", (env.cube_pos - env.decoy_goal).norm(dim=-1) < radius,
-                lambda generator: move_cube(env, 0, env.decoy_goal, generator))
-    return ("distractor in the goal", (env.distractor_pos - env.goal_pos).norm(dim=-1) < radius,
-            lambda generator: move_cube(env, 1, env.goal_pos, generator))
+        return (env.cube_pos - env.decoy_goal).norm(dim=-1) < cfg.goal_radius + (cfg.cube_half_size if touching else 0.0)
+    return (env.distractor_pos - env.goal_pos).norm(dim=-1) < cfg.goal_radius
+
+
+def look_alike(env) -> tuple:
+    """(name, edit) of the look-alike scene; ``edit(generator)`` makes it and returns the valid envs."""
+    if isinstance(env, PushCube2DDecoy):
+        return "cube on the decoy", lambda generator: move_cube(env, 0, env.decoy_goal, generator)
+    return "distractor in the goal", lambda generator: move_cube(env, 1, env.goal_pos, generator)
 
 
 def load_policy(config, env, run_dir: Path):
@@ -92,11 +101,7 @@ def what_the_model_pays(env, model, threshold: float, policy, seed: int) -> str:
         for _ in range(env.max_episode_steps - 1):
             obs = env.step(policy.act(obs, deterministic=True)[0].clamp(-1.0, 1.0))[0]
             paid.append(probabilities(model, env) >= threshold)
-            in_goal = (env.cube_pos - env.goal_pos).norm(dim=-1) < cfg.goal_radius
-            if isinstance(env, PushCube2DDecoy):  # touching the disc: centre within goal radius + half a side
-                at_lookalike = (env.cube_pos - env.decoy_goal).norm(dim=-1) < cfg.goal_radius + cfg.cube_half_size
-            else:
-                at_lookalike = (env.distractor_pos - env.goal_pos).norm(dim=-1) < cfg.goal_radius
+            in_goal, at_lookalike = target_in_goal(env), at_look_alike(env, touching=True)
             edge = env.cube_pos.abs().max(dim=-1).values > 1.0 - 2 * cfg.cube_half_size
             for name, where in zip(places, (in_goal, at_lookalike & ~in_goal, edge & ~at_lookalike & ~in_goal)):
                 places[name].append(where)
@@ -130,8 +135,8 @@ def main() -> None:
     with torch.no_grad():
         for _ in range(env.max_episode_steps - 1):
             obs = env.step(policy.act(obs, deterministic=False)[0].clamp(-1.0, 1.0))[0]
-    target_in = (env.cube_pos - env.goal_pos).norm(dim=-1) < env.cfg.goal_radius
-    name, fooled, edit = look_alike(env)
+    target_in, fooled = target_in_goal(env), at_look_alike(env)
+    name, edit = look_alike(env)
     final = probabilities(model, env) >= threshold
     print(f"warm-up policy {checkpoint}, {args.episodes} episodes; reward model threshold {threshold:.3f}")
     print(f"  episodes end with: target in goal {target_in.float().mean():.3f}, {name} {fooled.float().mean():.4f}, "

@@ -9,6 +9,12 @@ from embodireward.config import config_error
 TABLE_HALF_SIZE = 1.0  # the table is [-1, 1]^2
 
 
+def check_angle_range(path: str, prefix: str, low: float, high: float) -> None:
+    """``<prefix>_min_angle`` / ``<prefix>_max_angle`` must satisfy 0 <= low <= high <= 180 (degrees)."""
+    if not 0 <= low <= high <= 180:
+        raise config_error(path, f"{prefix}_min_angle", f"need 0 <= {prefix}_min_angle <= {prefix}_max_angle <= 180 (degrees), got {low} and {high}")
+
+
 @dataclass
 class PushCube2DConfig:
     num_envs: int = 256

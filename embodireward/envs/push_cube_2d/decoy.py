@@ -18,14 +18,13 @@ often than in the goal.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List
 
 import torch
 
 from embodireward.config import config_error
-from embodireward.envs.push_cube_2d.config import TABLE_HALF_SIZE, PushCube2DConfig
+from embodireward.envs.push_cube_2d.config import TABLE_HALF_SIZE, PushCube2DConfig, check_angle_range
 from embodireward.envs.push_cube_2d.env import PushCube2D
 from embodireward.registry import register_env
 
@@ -44,8 +43,7 @@ class PushCube2DDecoyConfig(PushCube2DConfig):
         super().validate(path)
         if not self.goal_radius < self.decoy_min_cube_dist <= self.decoy_max_cube_dist:
             raise config_error(path, "decoy_min_cube_dist", f"need goal_radius ({self.goal_radius}) < decoy_min_cube_dist <= decoy_max_cube_dist (the cube must not spawn on the decoy), got {self.decoy_min_cube_dist} and {self.decoy_max_cube_dist}")
-        if not 0 <= self.decoy_min_angle <= self.decoy_max_angle <= 180:
-            raise config_error(path, "decoy_min_angle", f"need 0 <= decoy_min_angle <= decoy_max_angle <= 180 (degrees), got {self.decoy_min_angle} and {self.decoy_max_angle}")
+        check_angle_range(path, "decoy", self.decoy_min_angle, self.decoy_max_angle)
 
 
 @register_env("push_cube_2d_decoy")
@@ -57,21 +55,16 @@ class PushCube2DDecoy(PushCube2D):
     extra_state_dim = 4
 
     def __init__(self, cfg: PushCube2DDecoyConfig, device: torch.device, seed: int = 0):
-        self.decoy_goal = torch.zeros(cfg.num_envs, 2, device=torch.device(device))
         super().__init__(cfg, device, seed)
+        self.decoy_goal = torch.zeros(cfg.num_envs, 2, device=self.device)
 
     def _reset_envs(self, env_ids: torch.Tensor) -> None:
         super()._reset_envs(env_ids)
         cfg = self.cfg
-        n = env_ids.numel()
-        cube, goal = self.cube_pos[env_ids], self.goal_pos[env_ids]
-        to_goal = goal - cube
-        turn = self._uniform(n, 1, math.radians(cfg.decoy_min_angle), math.radians(cfg.decoy_max_angle))
-        side = torch.where(self._uniform(n, 1, 0.0, 1.0) < 0.5, -1.0, 1.0)
-        angle = torch.atan2(to_goal[:, 1:], to_goal[:, :1]) + side * turn
-        dist = self._uniform(n, 1, cfg.decoy_min_cube_dist, cfg.decoy_max_cube_dist)
+        decoy = self._spawn_around(self.cube_pos[env_ids], self.goal_pos[env_ids], (cfg.decoy_min_cube_dist, cfg.decoy_max_cube_dist),
+                                   (cfg.decoy_min_angle, cfg.decoy_max_angle))
         limit = TABLE_HALF_SIZE - cfg.goal_radius  # the whole disc stays on the table
-        self.decoy_goal[env_ids] = (cube + dist * torch.cat([angle.cos(), angle.sin()], dim=-1)).clamp(-limit, limit)
+        self.decoy_goal[env_ids] = decoy.clamp(-limit, limit)
 
     def _extra_state(self) -> List[torch.Tensor]:
         return [self.decoy_goal, self.decoy_goal - self.cube_pos]

@@ -17,14 +17,13 @@ measured rate, and for what a learned-reward run on it does).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Dict
 
 import torch
 
 from embodireward.config import config_error
-from embodireward.envs.push_cube_2d.config import TABLE_HALF_SIZE, PushCube2DConfig
+from embodireward.envs.push_cube_2d.config import TABLE_HALF_SIZE, PushCube2DConfig, check_angle_range
 from embodireward.envs.push_cube_2d.env import PushCube2D
 from embodireward.envs.push_cube_2d.render import CUBE, DISTRACTOR
 from embodireward.registry import register_env
@@ -48,8 +47,7 @@ class PushCube2DDistractorConfig(PushCube2DConfig):
         closest = min(self.distractor_min_goal_dist, TABLE_HALF_SIZE - self.cube_half_size - self.spawn_half_size)
         if closest <= self.goal_radius:
             raise config_error(path, "distractor_min_goal_dist", f"the distractor could spawn in the goal: its distance from the goal centre can be as low as {closest:.3f} <= goal_radius {self.goal_radius}")
-        if not 0 <= self.distractor_min_angle <= self.distractor_max_angle <= 180:
-            raise config_error(path, "distractor_min_angle", f"need 0 <= distractor_min_angle <= distractor_max_angle <= 180 (degrees), got {self.distractor_min_angle} and {self.distractor_max_angle}")
+        check_angle_range(path, "distractor", self.distractor_min_angle, self.distractor_max_angle)
 
 
 @register_env("push_cube_2d_distractor")
@@ -66,16 +64,10 @@ class PushCube2DDistractor(PushCube2D):
 
     def _spawn_other_cubes(self, cube: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        n = cube.shape[0]
-        to_cube = cube - goal
-        angle = torch.atan2(to_cube[:, 1:], to_cube[:, :1])
-        turn = self._uniform(n, 1, math.radians(cfg.distractor_min_angle), math.radians(cfg.distractor_max_angle))
-        side = torch.where(self._uniform(n, 1, 0.0, 1.0) < 0.5, -1.0, 1.0)
-        angle = angle + side * turn
-        dist = self._uniform(n, 1, cfg.distractor_min_goal_dist, cfg.distractor_max_goal_dist)
+        distractor = self._spawn_around(goal, cube, (cfg.distractor_min_goal_dist, cfg.distractor_max_goal_dist),
+                                        (cfg.distractor_min_angle, cfg.distractor_max_angle))
         limit = TABLE_HALF_SIZE - cfg.cube_half_size
-        distractor = (goal + dist * torch.cat([angle.cos(), angle.sin()], dim=-1)).clamp(-limit, limit)
-        return distractor.unsqueeze(1)
+        return distractor.clamp(-limit, limit).unsqueeze(1)
 
     def _metrics(self, cube_goal_dist: torch.Tensor, reach_dist: torch.Tensor) -> Dict[str, torch.Tensor]:
         distractor_goal_dist = (self.distractor_pos - self.goal_pos).norm(dim=-1)

@@ -19,6 +19,7 @@ step) is the task stage of the state the step ended in, named by ``stage_names``
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gymnasium as gym
@@ -122,6 +123,17 @@ class PushCube2D(VecEnv):
         self.pusher_pos[env_ids] = pusher
         self.pusher_vel[env_ids] = 0.0
         self.elapsed[env_ids] = 0
+
+    def _spawn_around(self, centre: torch.Tensor, towards: torch.Tensor, dists: Tuple[float, float], angles: Tuple[float, float]) -> torch.Tensor:
+        """Points ``[n, 2]`` at ``dists`` (min, max) from ``centre`` ``[n, 2]``, turned ``angles``
+        (min, max degrees, to either side at random) from the direction of ``towards`` ``[n, 2]``."""
+        n = centre.shape[0]
+        direction = towards - centre
+        turn = self._uniform(n, 1, math.radians(angles[0]), math.radians(angles[1]))
+        side = torch.where(self._uniform(n, 1, 0.0, 1.0) < 0.5, -1.0, 1.0)
+        angle = torch.atan2(direction[:, 1:], direction[:, :1]) + side * turn
+        dist = self._uniform(n, 1, *dists)
+        return centre + dist * torch.cat([angle.cos(), angle.sin()], dim=-1)
 
     def _spawn_other_cubes(self, cube: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """Centres ``[n, C - 1, 2]`` of the cubes after cube 0, given its centre and the goal's (``[n, 2]``)."""
