@@ -131,6 +131,7 @@ def main() -> None:
     threshold = model.sidecar.get("recommended_threshold", 0.5)
 
     # stop one step before the time limit: the scene the terminal frame shows, before the auto-reset
+    torch.manual_seed(args.seed)  # the policy samples its actions from torch's global generator
     obs, _ = env.reset(seed=args.seed)
     with torch.no_grad():
         for _ in range(env.max_episode_steps - 1):
