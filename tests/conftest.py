@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,3 +65,9 @@ def write_json(path: Path, data: dict) -> Path:
 def run_module(module: str, *args: str, cwd: Path = REPO_ROOT, env_extra: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def within_angles(u: torch.Tensor, v: torch.Tensor, angles: tuple) -> torch.Tensor:
+    """Per row, whether the angle between vectors ``u`` and ``v`` (``[N, 2]``) lies in ``angles`` (min, max degrees)."""
+    cos = (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
+    return (cos <= math.cos(math.radians(angles[0])) + 1e-4) & (cos >= math.cos(math.radians(angles[1])) - 1e-4)

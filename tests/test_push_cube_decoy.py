@@ -1,7 +1,6 @@
 """push_cube_2d_decoy: a goal look-alike beside the cube, which only a fooled classifier pays for."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import torch
 from embodireward.config import ConfigError, parse_dataclass
 from embodireward.envs.push_cube_2d import CUBE, DECOY_GOAL, GOAL, PALETTE, STATE_DIM, PushCube2D, PushCube2DDecoy
 from embodireward.registry import ENVS
+from tests.conftest import within_angles
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -40,8 +40,7 @@ def test_decoy_spawns_beside_the_cube_away_from_the_goal(angles):
     assert (cube_dist > cfg.goal_radius).all()  # the cube never starts on the decoy
     in_ring = (cube_dist >= cfg.decoy_min_cube_dist - 1e-6) & (cube_dist <= cfg.decoy_max_cube_dist + 1e-6)
     to_goal, to_decoy = env.goal_pos - env.cube_pos, env.decoy_goal - env.cube_pos
-    cos = (to_goal * to_decoy).sum(-1) / (to_goal.norm(dim=-1) * to_decoy.norm(dim=-1))
-    in_range = (cos <= math.cos(math.radians(angles[0])) + 1e-4) & (cos >= math.cos(math.radians(angles[1])) - 1e-4)
+    in_range = within_angles(to_goal, to_decoy, angles)
     # clamping the disc onto the table moves a few spawns
     assert in_ring.float().mean() > 0.9 and in_range.float().mean() > 0.9
     # mostly nearer than the goal (0.3-0.6 away), and never overlapping it

@@ -1,7 +1,6 @@
 """push_cube_2d task stages, exact state snapshots, and the push_cube_2d_distractor reward-hacking variant."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from embodireward.config import ConfigError, parse_dataclass
 from embodireward.envs.push_cube_2d import CUBE, DISTRACTOR, GOAL, PALETTE, STATE_DIM, PushCube2D, PushCube2DDistractor
 from embodireward.envs.push_cube_2d.physics import square_overlap
 from embodireward.registry import ENVS
+from tests.conftest import within_angles
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -55,10 +55,8 @@ def test_distractor_spawns_near_the_goal_in_the_angle_range(angles):
     # clamping onto the table, or moving out of a target spawned on top of it, shifts a few spawns
     in_ring = (goal_dist >= cfg.distractor_min_goal_dist - 1e-6) & (goal_dist <= cfg.distractor_max_goal_dist + 1e-6)
     assert in_ring.float().mean() > 0.9
-    to_target, to_distractor = env.cube_pos - env.goal_pos, env.distractor_pos - env.goal_pos
-    cos = (to_target * to_distractor).sum(-1) / (to_target.norm(dim=-1) * to_distractor.norm(dim=-1))
     # angle between goal->target and goal->distractor (clamping onto the table bends a few spawns)
-    in_range = (cos <= math.cos(math.radians(angles[0])) + 1e-4) & (cos >= math.cos(math.radians(angles[1])) - 1e-4)
+    in_range = within_angles(env.cube_pos - env.goal_pos, env.distractor_pos - env.goal_pos, angles)
     assert in_range.float().mean() > 0.97
     assert square_overlap(env.cube_pos, env.distractor_pos, cfg.cube_half_size).abs().sum() == 0
     assert (env.distractor_pos.abs() <= 1.0 - cfg.cube_half_size).all()
