@@ -37,10 +37,11 @@ class FakeLogger:
         self.scalars.append((tag, value, step))
 
 
-def make_trainer(tmp_path, env=None, rank=0, world_size=1):
+def make_trainer(tmp_path, env=None, rank=0, world_size=1, iterations=10):
     lines = []
     return SimpleNamespace(env=env or FakeEnv(), run_dir=tmp_path / "run", rank=rank, world_size=world_size,
-                           global_step=0, logger=FakeLogger(), log_info=lines.append, lines=lines)
+                           global_step=0, iteration=0, config=SimpleNamespace(runtime=SimpleNamespace(iterations=iterations)),
+                           logger=FakeLogger(), log_info=lines.append, lines=lines)
 
 
 def pixel(env_id: int, t: int) -> int:
@@ -153,6 +154,23 @@ def test_caps_stop_rendering_and_log_once(tmp_path):
     drive(cb, trainer, 4, start=12)  # frames None from now on: must not fail
     cb.on_train_end(trainer)
     assert json.loads((tmp_path / "data" / "manifest.json").read_text())["counts"] == {"positive": 1, "negative": 2}
+
+
+def test_a_class_capped_in_the_first_half_of_the_run_is_reported_once_with_the_rate_to_lower(tmp_path):
+    cb, trainer = make(tmp_path, format="frames", render="every_step", target_success=2, target_failure=4, sample_rate_fail=0.5)
+    for iteration in range(4):  # 3 envs x 4 steps per rollout: the failure cap fills in the first one, success never
+        trainer.iteration = iteration
+        drive(cb, trainer, 4, start=4 * iteration, success=lambda e, t: False)
+        cb.on_rollout_end(trainer)
+    warnings = [line for line in trainer.lines if "reached its cap" in line]
+    assert len(warnings) == 1
+    assert "'failure' reached its cap (4) in iteration 1 of 10" in warnings[0] and "lower sample_rate_fail (now 0.5)" in warnings[0]
+    trainer.iteration = 6  # the second half: the success cap filling now is expected, not reported
+    drive(cb, trainer, 4, start=16, success=lambda e, t: True)
+    cb.on_rollout_end(trainer)
+    assert sum("reached its cap" in line for line in trainer.lines) == 1
+    cb2, trainer2 = make(tmp_path, format="frames", render="every_step", target_success=2, target_failure=4)  # a class already full when the run starts is not reported again
+    assert not any("reached its cap" in line for line in trainer2.lines)
 
 
 def test_stop_run_when_full_asks_the_trainer_to_stop_once_every_class_is_capped(tmp_path):

@@ -103,6 +103,7 @@ class RewardDataCollection(Callback):
         self._episode_ids: List[int] = []  # set in on_train_start, after the manifest is repaired
         self._next_episode_id = 0
         self._stats = {"episodes": 0, "frames": 0, "env_steps": 0}
+        self._noted_caps: set = set()  # classes whose cap was reached (and reported)
 
     def on_train_start(self, trainer: Any) -> None:
         if self.store is None:
@@ -118,6 +119,7 @@ class RewardDataCollection(Callback):
             self._next_episode_id = max(listed, default=-1) + 1 + self.rank
             self._episode_ids = [self._new_episode_id() for _ in range(len(self._buffers))]
         self.capped_at_start = all(self._capped(k) for k in range(len(self.class_names)))
+        self._noted_caps = {k for k in range(len(self.class_names)) if self._capped(k)}
         self._check_stop(trainer)
         counts = ", ".join(f"{name}={count}" for name, count in zip(self.class_names, store.counts))
         trainer.log_info(f"reward_data_collection: {self.cfg.format} data of camera '{self.camera_key}' -> {self.data_dir} ({counts} already there)")
@@ -255,6 +257,21 @@ class RewardDataCollection(Callback):
         if self.cfg.labels == "stage":
             for name, count in zip(self.class_names, counts):
                 trainer.logger.add_scalar(f"collection/{name}", count, trainer.global_step)
+        self._note_early_caps(trainer)
+
+    def _note_early_caps(self, trainer: Any) -> None:
+        """Warn when a class fills in the first half of the run: its frames then show only the early
+        policy, and the reward model never sees what the later policy does (a blind spot it pays for)."""
+        iteration, total = trainer.iteration + 1, trainer.config.runtime.iterations
+        for k in range(len(self.class_names)):
+            if k in self._noted_caps or not self._capped(k):
+                continue
+            self._noted_caps.add(k)
+            if iteration <= total // 2:
+                key = "sample_rate_success" if k == len(self.class_names) - 1 else "sample_rate_fail"
+                trainer.log_info(f"!!! reward_data_collection: '{self.class_names[k]}' reached its cap ({self.caps[k]}) in iteration "
+                                 f"{iteration} of {total}: its frames show only the early policy; lower {key} "
+                                 f"(now {self.sample_rates[k]}) to spread them over the run !!!")
 
     def on_train_end(self, trainer: Any) -> None:
         self.store.commit()
