@@ -173,6 +173,15 @@ def test_a_class_capped_in_the_first_half_of_the_run_is_reported_once_with_the_r
     assert not any("reached its cap" in line for line in trainer2.lines)
 
 
+def test_an_early_trajectory_cap_is_reported_with_the_cap_to_raise(tmp_path):
+    cb, trainer = make(tmp_path, max_negative_trajectories=2)  # trajectories are not sampled: no rate to lower
+    drive(cb, trainer, 4, success=lambda e, t: False)
+    cb.on_rollout_end(trainer)
+    warnings = [line for line in trainer.lines if "reached its cap" in line]
+    assert len(warnings) == 1 and "'negative' reached its cap (2) in iteration 1 of 10" in warnings[0]
+    assert "raise max_negative_trajectories (now 2)" in warnings[0] and "sample_rate" not in warnings[0]
+
+
 def test_stop_run_when_full_asks_the_trainer_to_stop_once_every_class_is_capped(tmp_path):
     trainer = make_trainer(tmp_path)
     trainer.stop_reasons = []

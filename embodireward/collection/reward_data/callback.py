@@ -268,10 +268,17 @@ class RewardDataCollection(Callback):
                 continue
             self._noted_caps.add(k)
             if iteration <= total // 2:
-                key = "sample_rate_success" if k == len(self.class_names) - 1 else "sample_rate_fail"
                 trainer.log_info(f"!!! reward_data_collection: '{self.class_names[k]}' reached its cap ({self.caps[k]}) in iteration "
-                                 f"{iteration} of {total}: its frames show only the early policy; lower {key} "
-                                 f"(now {self.sample_rates[k]}) to spread them over the run !!!")
+                                 f"{iteration} of {total}: its frames show only the early policy; {self._spreading_advice(k)} !!!")
+
+    def _spreading_advice(self, k: int) -> str:
+        """What fills class ``k`` later: a lower sample rate (frames), or a higher cap (trajectories, which are not sampled)."""
+        success = k == len(self.class_names) - 1
+        if self.cfg.format == "frames":
+            key = "sample_rate_success" if success else "sample_rate_fail"
+            return f"lower {key} (now {getattr(self.cfg, key)}) to spread them over the run"
+        key = self.cfg.cap_keys[0 if success else 1]
+        return f"raise {key} (now {getattr(self.cfg, key)}) so that it fills later in the run"
 
     def on_train_end(self, trainer: Any) -> None:
         self.store.commit()
