@@ -2,7 +2,7 @@
 
     python benchmarks/refresh_table.py [--config configs/push_cube_2d/decoy_pipeline.json]
         [--output-dir outputs] [--seeds 0 1 2] [--variants naive env_success vice] [--iterations N]
-        [--set KEY=VALUE ...]
+        [--set KEY=VALUE ...] [--refresh KEY=VALUE ...] [--suffix NAME]
 
 Runs the pipeline's stages 1-2 once if they have not run (warm-up + reward model: the same data
 and model for every row), then its learned-reward stage once per variant and seed (from the
@@ -19,7 +19,9 @@ time. A finished run (``result.json``) is read back, not re-run, so the script r
 default, the decoy-goal task with a per-step soft reward learned from scratch, is the one where a
 naive run is exploited (docs/benchmarks.md, *Reward hacking task*); on
 ``configs/push_cube_2d/pipeline.json`` the rows show whether refresh hurts a task without a blind
-spot. ``--set`` overrides pipeline config values as in ``embodireward train --set``.
+spot. ``--set`` overrides pipeline config values as in ``embodireward train --set``; ``--refresh``
+overrides keys of the refreshing variants' ``reward.refresh`` block (e.g. ``frames_per_refresh=25``),
+and ``--suffix`` keeps such rows apart (``<variant><suffix>_seed<k>/``).
 """
 from __future__ import annotations
 
@@ -51,22 +53,22 @@ def final(scalars: dict, tag: str):
     return None if rows is None else float(rows[-1, 2])
 
 
-def run(stage: dict, variant: str, seed: int, iterations: int, root: Path) -> dict:
-    run_dir = root / f"{variant}_seed{seed}"
+def run(stage: dict, variant: str, seed: int, iterations: int, root: Path, refresh_overrides: list, suffix: str) -> dict:
+    run_dir = root / f"{variant}{suffix}_seed{seed}"
     result_path = run_dir / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
     config = copy.deepcopy(stage)
     config["runtime"].update(seed=seed, run_dir=str(run_dir), progress_bar=False, **({"iterations": iterations} if iterations else {}))
     if VARIANTS[variant] is not None:
-        config["reward"]["refresh"] = copy.deepcopy(VARIANTS[variant])
+        config["reward"]["refresh"] = apply_overrides(VARIANTS[variant], refresh_overrides)
     started = time.perf_counter()
     if train_from_dict(config) != 0:
         raise SystemExit(f"{variant} seed {seed} failed; see {run_dir}")
     scalars = read_event_scalars(run_dir / "logs")
     refreshes = run_dir / "reward_models" / "refreshes.json"
     records = json.loads(refreshes.read_text()) if refreshes.is_file() else []
-    result = {"variant": variant, "seed": seed, "env_steps": int(scalars["eval/success_rate"][-1, 0]),
+    result = {"variant": variant + suffix, "seed": seed, "refresh": config["reward"].get("refresh"), "env_steps": int(scalars["eval/success_rate"][-1, 0]),
               "eval_success": final(scalars, "eval/success_rate"),
               "predicted_success": final(scalars, "reward_model/predicted_success_rate"),
               "precision": final(scalars, "reward_model/precision"),
@@ -89,6 +91,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None, help="learned-reward iterations (default: the config's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a pipeline config value, as in `embodireward train --set`")
+    parser.add_argument("--refresh", dest="refresh_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the refresh block (env_success, vice rows), e.g. confident_fraction=1.0")
+    parser.add_argument("--suffix", default="", help="appended to each row's directory name, for rows with other settings")
     args = parser.parse_args()
 
     overrides = args.overrides + ([f"pipeline.output_dir={args.output_dir}"] if args.output_dir else [])
@@ -101,15 +106,15 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for variant in args.variants:
         for seed in args.seeds:
-            result = run(pipeline.learned_reward, variant, seed, args.iterations, root)
+            result = run(pipeline.learned_reward, variant, seed, args.iterations, root, args.refresh_overrides, args.suffix)
             results.append(result)
-            print(f"| {variant} | {seed} | " + " | ".join(show(result[key]) for key in COLUMNS) + " |", flush=True)
+            print(f"| {variant}{args.suffix} | {seed} | " + " | ".join(show(result[key]) for key in COLUMNS) + " |", flush=True)
     print("\nmedians over seeds:")
     for variant in args.variants:
-        rows = [r for r in results if r["variant"] == variant]
+        rows = [r for r in results if r["variant"] == variant + args.suffix]
         medians = {key: statistics.median([r[key] for r in rows if r[key] is not None] or [float("nan")]) for key in COLUMNS}
         spread = [r["eval_success"] for r in rows]
-        print(f"| {variant} | median of {len(rows)} | " + " | ".join(show(float(medians[key])) for key in COLUMNS)
+        print(f"| {variant}{args.suffix} | median of {len(rows)} | " + " | ".join(show(float(medians[key])) for key in COLUMNS)
               + f" | eval success per seed: {', '.join(show(v) for v in spread)}")
 
 

@@ -90,6 +90,25 @@ def test_pool_keeps_the_most_confident_and_a_bounded_random_sample():
     assert pool.drift() is None and pool.select(4, 0.5, set()) == {}
 
 
+def test_uniform_confident_selection_samples_the_frames_the_model_pays_not_the_highest():
+    # the blind spot: many frames at P 0.7 (predicted successes, all false), a few real successes at P 0.99
+    probs = [0.99] * 2 + [0.7] * 18 + [0.1] * 20
+    success = [True] * 2 + [False] * 38
+    highest = CandidatePool(num_envs=40, camera_key="cam", confident_size=10, random_size=8, seed=0)
+    uniform = CandidatePool(num_envs=40, camera_key="cam", confident_size=10, random_size=8, seed=0, confident_selection="uniform")
+    for pool in (highest, uniform):
+        pool_batch(pool, probs, success=success)
+    assert highest.select(2, 1.0, exclude=set())["probs"].tolist() == pytest.approx([0.99, 0.99])
+    # a uniform sample of the 20 paid frames: never the unpaid ones, mostly the blind spot
+    paid = uniform.parts["confident"]["probs"]
+    assert len(paid) == 10 and bool((paid >= 0.5).all()) and int(torch.isclose(paid, torch.tensor(0.7)).sum()) >= 8
+    picked = uniform.select(10, 1.0, exclude=set())
+    assert len(picked["frame_id"]) == 10 and int((~picked["success"]).sum()) >= 8
+    # unpaid batches leave the uniform part as it is
+    pool_batch(uniform, [0.2] * 40)
+    assert torch.equal(uniform.parts["confident"]["probs"], paid)
+
+
 def test_pool_trajectory_ids_follow_episodes():
     pool = CandidatePool(num_envs=2, camera_key="cam", confident_size=8, random_size=8)
     pool_batch(pool, [0.1, 0.2], done=[False, True])
@@ -224,6 +243,7 @@ def test_resumed_refresh_run_equals_an_uninterrupted_one(tmp_path, learned_confi
     ({"labeller": {"name": "envsuccess"}}, "reward.refresh.labeller.name"),
     ({"labeller": {"name": "queue", "cfg": {"queue": "x"}}}, "reward.refresh.labeller.cfg.queue"),
     ({"confident_fraction": 1.5}, "reward.refresh.confident_fraction"),
+    ({"confident_selection": "top"}, "reward.refresh.confident_selection"),
     ({"label_budget": -1}, "reward.refresh.label_budget"),
 ])
 def test_bad_refresh_settings_are_one_line_errors_before_any_file(tmp_path, learned_config, refresh, path):

@@ -114,6 +114,9 @@ class RefreshSection:
     label_budget: Optional[int] = 500  # labels a budgeted labeller (env_success, queue) may give in the run; None: no limit
     frames_per_refresh: int = 100  # frames sent to the labeller at each refresh
     confident_fraction: float = 0.5  # of those, the share the model is most sure are successes; the rest a random sample
+    # which frames that share is: "highest" P(success), or a "uniform" sample of the frames the model
+    # predicts successes (labels go where the learned reward pays most often)
+    confident_selection: Literal["highest", "uniform"] = "highest"
     pool_size: int = 1024  # random frames kept between refreshes (sampled uniformly from all scored frames)
     steps: int = 100  # fine-tuning gradient steps per refresh
     batch_size: int = 64

@@ -2,8 +2,11 @@
 
 Two selections are kept as frames arrive, each bounded, so memory does not grow with the run:
 
-- the ``confident`` frames: the highest P(success) seen, where a blind spot shows first (a frame
-  the model is sure is a success but is not is what the policy learns to produce);
+- the ``confident`` frames: by default (``highest``) the highest P(success) seen, where a blind
+  spot shows first (a frame the model is sure is a success but is not is what the policy learns
+  to produce); with ``uniform``, a uniform sample of the frames the model predicts successes, so
+  labels go where the learned reward pays most often (once the policy exploits a blind spot, most
+  paid frames are in it, while the highest-P frames may still be the real successes);
 - a uniform ``random`` sample of every scored frame (each frame gets a random key, the smallest
   keys are kept: sampling without replacement, mergeable batch by batch). Its recorded
   predictions against the env's true success are an unbiased estimate of the model's precision
@@ -25,8 +28,10 @@ FIELDS = ("images", "probs", "predicted", "success", "frame_id", "trajectory", "
 class CandidatePool:
     """Bounded ``confident`` and ``random`` selections of scored frames (uint8 ``[H, W, 3]``)."""
 
-    def __init__(self, num_envs: int, camera_key: str, confident_size: int, random_size: int, seed: int = 0):
+    def __init__(self, num_envs: int, camera_key: str, confident_size: int, random_size: int, seed: int = 0,
+                 confident_selection: str = "highest"):
         self.camera_key = camera_key
+        self.confident_selection = confident_selection
         self.sizes = {"confident": confident_size, "random": random_size}
         self._rng = np.random.default_rng(seed)
         self.next_frame_id = 0
@@ -60,14 +65,18 @@ class CandidatePool:
         self.scored += n
         self.predicted += int(batch["predicted"].sum())
         self.true += int(batch["success"].sum()) if success is not None else 0
-        for name in ("confident", "random"):
-            self.parts[name] = self._keep(self.parts[name], batch, name)
+        paid = batch if self.confident_selection == "highest" else {k: v[batch["predicted"]] for k, v in batch.items()}
+        self.parts["confident"] = self._keep(self.parts["confident"], paid, "confident")
+        self.parts["random"] = self._keep(self.parts["random"], batch, "random")
 
     def _keep(self, part: Optional[Dict[str, torch.Tensor]], batch: Dict[str, torch.Tensor], name: str) -> Dict[str, torch.Tensor]:
         """The ``sizes[name]`` rows of ``part`` + ``batch`` ranking highest: by P(success) for
-        ``confident``, by the smallest random key for ``random``."""
+        ``highest`` confident frames, else by the smallest random key (a uniform sample)."""
         def rank_of(rows: Dict[str, torch.Tensor]) -> torch.Tensor:
-            return rows["probs"] if name == "confident" else -rows["key"]
+            return rows["probs"] if name == "confident" and self.confident_selection == "highest" else -rows["key"]
+
+        if len(batch["probs"]) == 0:
+            return part
 
         if part is not None and len(part["probs"]) >= self.sizes[name]:
             # full: only rows that beat the part's lowest go in, so a step copies no images otherwise
@@ -87,7 +96,7 @@ class CandidatePool:
         return abs(self.predicted - self.true) / self.scored if self.scored else None
 
     def select(self, count: int, confident_fraction: float, exclude: set) -> Dict[str, torch.Tensor]:
-        """``count`` distinct frames for labelling: the most confident first, then random ones."""
+        """``count`` distinct frames for labelling: the confident ones first (highest P first), then random ones."""
         chosen: Dict[str, list] = {k: [] for k in FIELDS}
         taken = set(exclude)
         quota = {"confident": round(count * confident_fraction), "random": count}
@@ -95,7 +104,8 @@ class CandidatePool:
             part = self.parts[name]
             if part is None:
                 continue
-            order = part["probs"].argsort(descending=True) if name == "confident" else torch.arange(len(part["probs"]))
+            highest_first = name == "confident" and self.confident_selection == "highest"
+            order = part["probs"].argsort(descending=True) if highest_first else torch.arange(len(part["probs"]))
             picked = 0
             for i in order.tolist():
                 if len(chosen["frame_id"]) >= count or picked >= quota[name]:

@@ -69,7 +69,8 @@ class RewardRefresh(Callback):
         context = LabellerContext(self.run_dir, bool(getattr(trainer.env, "has_success", True)), trainer.log_info)
         self.labeller = labeller_cls(parse_component_cfg(labeller_cls, cfg.labeller.cfg, f"{PATH}.labeller.cfg"), context)
         self.camera_key = hook.model.cfg.camera_keys[0]
-        self.pool = CandidatePool(trainer.env.num_envs, self.camera_key, cfg.frames_per_refresh, cfg.pool_size, trainer.config.runtime.seed)
+        self.pool = CandidatePool(trainer.env.num_envs, self.camera_key, cfg.frames_per_refresh, cfg.pool_size, trainer.config.runtime.seed,
+                                  cfg.confident_selection)
         hook.observers.append(self.pool.add)
         self.original = None  # the model's training data, read at the first refresh
         self.refreshes = 0
