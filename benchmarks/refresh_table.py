@@ -14,8 +14,9 @@ warm-up policy or from scratch, as the config's ``pipeline.warm_start`` says) in
 - ``vice``: the same schedule, policy frames labelled failure (no labels).
 
 Prints one row per run and the medians per variant: final true eval success, the model's
-predicted success rate and precision against true success (last iteration), labels used and wall
-time. A finished run (``result.json``) is read back, not re-run, so the script resumes. The
+predicted success rate and precision against true success (pooled over the last ``--tail``
+iterations, 10 by default; ``result.json`` also keeps the last iteration's alone), labels used and
+wall time. A finished run (``result.json``) is read back, not re-run, so the script resumes. The
 default, the decoy-goal task with a per-step soft reward learned from scratch, is the one where a
 naive run is exploited (docs/benchmarks.md, *Reward hacking task*); on
 ``configs/push_cube_2d/pipeline.json`` the rows show whether refresh hurts a task without a blind
@@ -53,11 +54,28 @@ def final(scalars: dict, tag: str):
     return None if rows is None else float(rows[-1, 2])
 
 
-def run(stage: dict, variant: str, seed: int, iterations: int, root: Path, refresh_overrides: list, suffix: str) -> dict:
+def model_at_end(run_dir: Path, tail: int) -> dict:
+    """The model's predicted success rate and precision pooled over the last ``tail`` iterations.
+
+    Every iteration scores the same number of frames, so the pooled precision is
+    ``sum(rate_i * precision_i) / sum(rate_i)``. One iteration alone aliases with the episode cycle
+    (all envs start together: an iteration of episode starts pays few frames, at a lower precision).
+    """
+    scalars = read_event_scalars(run_dir / "logs")
+    if "reward_model/predicted_success_rate" not in scalars:
+        return {"predicted_success": None, "precision": None}
+    rates = scalars["reward_model/predicted_success_rate"][-tail:, 2]
+    precisions = scalars["reward_model/precision"][-tail:, 2] if "reward_model/precision" in scalars else rates * float("nan")
+    paid = rates > 0
+    precision = float((rates[paid] * precisions[paid]).sum() / rates[paid].sum()) if paid.any() else None
+    return {"predicted_success": float(rates.mean()), "precision": precision}
+
+
+def run(stage: dict, variant: str, seed: int, iterations: int, root: Path, refresh_overrides: list, suffix: str, tail: int) -> dict:
     run_dir = root / f"{variant}{suffix}_seed{seed}"
     result_path = run_dir / "result.json"
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        return {**json.loads(result_path.read_text()), **model_at_end(run_dir, tail)}
     config = copy.deepcopy(stage)
     config["runtime"].update(seed=seed, run_dir=str(run_dir), progress_bar=False, **({"iterations": iterations} if iterations else {}))
     if VARIANTS[variant] is not None:
@@ -70,12 +88,12 @@ def run(stage: dict, variant: str, seed: int, iterations: int, root: Path, refre
     records = json.loads(refreshes.read_text()) if refreshes.is_file() else []
     result = {"variant": variant + suffix, "seed": seed, "refresh": config["reward"].get("refresh"), "env_steps": int(scalars["eval/success_rate"][-1, 0]),
               "eval_success": final(scalars, "eval/success_rate"),
-              "predicted_success": final(scalars, "reward_model/predicted_success_rate"),
-              "precision": final(scalars, "reward_model/precision"),
+              "predicted_success_last": final(scalars, "reward_model/predicted_success_rate"),
+              "precision_last": final(scalars, "reward_model/precision"),
               "labels_used": records[-1]["labels_used"] if records else 0, "refreshes": len(records),
               "wall_s": round(time.perf_counter() - started, 1)}
     atomic_write_json(result_path, result)
-    return result
+    return {**result, **model_at_end(run_dir, tail)}
 
 
 def show(value) -> str:
@@ -93,6 +111,7 @@ def main() -> None:
                         help="override a pipeline config value, as in `embodireward train --set`")
     parser.add_argument("--refresh", dest="refresh_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the refresh block (env_success, vice rows), e.g. confident_fraction=1.0")
+    parser.add_argument("--tail", type=int, default=10, help="iterations the model's predicted success and precision are pooled over")
     parser.add_argument("--suffix", default="", help="appended to each row's directory name, for rows with other settings")
     args = parser.parse_args()
 
@@ -102,11 +121,11 @@ def main() -> None:
     pipeline.run(config_path=Path(args.config), stages=("warmup", "reward_model"))  # the data and model every row shares
     root = pipeline.root / "refresh_table"
     results = []
-    print("| variant | seed | true eval success | model-predicted success | precision at end | labels used | wall time (s) |")
+    print(f"| variant | seed | true eval success | model-predicted success (last {args.tail} it.) | precision (last {args.tail} it.) | labels used | wall time (s) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for variant in args.variants:
         for seed in args.seeds:
-            result = run(pipeline.learned_reward, variant, seed, args.iterations, root, args.refresh_overrides, args.suffix)
+            result = run(pipeline.learned_reward, variant, seed, args.iterations, root, args.refresh_overrides, args.suffix, args.tail)
             results.append(result)
             print(f"| {variant}{args.suffix} | {seed} | " + " | ".join(show(result[key]) for key in COLUMNS) + " |", flush=True)
     print("\nmedians over seeds:")
