@@ -54,20 +54,21 @@ def final(scalars: dict, tag: str):
     return None if rows is None else float(rows[-1, 2])
 
 
-def model_at_end(run_dir: Path, tail: int) -> dict:
-    """The model's predicted success rate and precision pooled over the last ``tail`` iterations.
+def model_at_end(scalars: dict, tail: int) -> dict:
+    """The model's predicted success rate and precision pooled over a run's last ``tail`` iterations.
 
     Every iteration scores the same number of frames, so the pooled precision is
     ``sum(rate_i * precision_i) / sum(rate_i)``. One iteration alone aliases with the episode cycle
     (all envs start together: an iteration of episode starts pays few frames, at a lower precision).
     """
-    scalars = read_event_scalars(run_dir / "logs")
     if "reward_model/predicted_success_rate" not in scalars:
         return {"predicted_success": None, "precision": None}
     rates = scalars["reward_model/predicted_success_rate"][-tail:, 2]
-    precisions = scalars["reward_model/precision"][-tail:, 2] if "reward_model/precision" in scalars else rates * float("nan")
     paid = rates > 0
-    precision = float((rates[paid] * precisions[paid]).sum() / rates[paid].sum()) if paid.any() else None
+    precision = None
+    if "reward_model/precision" in scalars and paid.any():
+        precisions = scalars["reward_model/precision"][-tail:, 2]
+        precision = float((rates[paid] * precisions[paid]).sum() / rates[paid].sum())
     return {"predicted_success": float(rates.mean()), "precision": precision}
 
 
@@ -75,7 +76,7 @@ def run(stage: dict, variant: str, seed: int, iterations: int, root: Path, refre
     run_dir = root / f"{variant}{suffix}_seed{seed}"
     result_path = run_dir / "result.json"
     if result_path.is_file():
-        return {**json.loads(result_path.read_text()), **model_at_end(run_dir, tail)}
+        return {**json.loads(result_path.read_text()), **model_at_end(read_event_scalars(run_dir / "logs"), tail)}
     config = copy.deepcopy(stage)
     config["runtime"].update(seed=seed, run_dir=str(run_dir), progress_bar=False, **({"iterations": iterations} if iterations else {}))
     if VARIANTS[variant] is not None:
@@ -93,7 +94,7 @@ def run(stage: dict, variant: str, seed: int, iterations: int, root: Path, refre
               "labels_used": records[-1]["labels_used"] if records else 0, "refreshes": len(records),
               "wall_s": round(time.perf_counter() - started, 1)}
     atomic_write_json(result_path, result)
-    return {**result, **model_at_end(run_dir, tail)}
+    return {**result, **model_at_end(scalars, tail)}
 
 
 def show(value) -> str:

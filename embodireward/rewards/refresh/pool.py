@@ -31,8 +31,11 @@ class CandidatePool:
     def __init__(self, num_envs: int, camera_key: str, confident_size: int, random_size: int, seed: int = 0,
                  confident_selection: str = "highest"):
         self.camera_key = camera_key
-        self.confident_selection = confident_selection
         self.sizes = {"confident": confident_size, "random": random_size}
+        # how each part ranks its rows: by P(success), or by random key (a uniform sample); and
+        # which rows may enter it: every scored frame, or only those the model predicts successes
+        self.by_probability = {"confident": confident_selection == "highest", "random": False}
+        self.paid_only = {"confident": confident_selection == "uniform", "random": False}
         self._rng = np.random.default_rng(seed)
         self.next_frame_id = 0
         self.episode = torch.arange(num_envs, dtype=torch.long)  # each env's current episode id
@@ -65,27 +68,26 @@ class CandidatePool:
         self.scored += n
         self.predicted += int(batch["predicted"].sum())
         self.true += int(batch["success"].sum()) if success is not None else 0
-        paid = batch if self.confident_selection == "highest" else {k: v[batch["predicted"]] for k, v in batch.items()}
-        self.parts["confident"] = self._keep(self.parts["confident"], paid, "confident")
-        self.parts["random"] = self._keep(self.parts["random"], batch, "random")
+        for name in ("confident", "random"):
+            self.parts[name] = self._keep(self.parts[name], batch, name)
+
+    def _rank(self, rows: Dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        return rows["probs"] if self.by_probability[name] else -rows["key"]
 
     def _keep(self, part: Optional[Dict[str, torch.Tensor]], batch: Dict[str, torch.Tensor], name: str) -> Dict[str, torch.Tensor]:
-        """The ``sizes[name]`` rows of ``part`` + ``batch`` ranking highest: by P(success) for
-        ``highest`` confident frames, else by the smallest random key (a uniform sample)."""
-        def rank_of(rows: Dict[str, torch.Tensor]) -> torch.Tensor:
-            return rows["probs"] if name == "confident" and self.confident_selection == "highest" else -rows["key"]
-
-        if len(batch["probs"]) == 0:
-            return part
-
+        """The ``sizes[name]`` rows of ``part`` + the eligible rows of ``batch`` ranking highest (see ``_rank``)."""
+        enters = batch["predicted"] if self.paid_only[name] else None
         if part is not None and len(part["probs"]) >= self.sizes[name]:
-            # full: only rows that beat the part's lowest go in, so a step copies no images otherwise
-            enters = rank_of(batch) > rank_of(part).min()
+            # full: only rows that beat the part's lowest go in
+            beats = self._rank(batch, name) > self._rank(part, name).min()
+            enters = beats if enters is None else enters & beats
+        if enters is not None:
+            # images are copied only for rows that go in
             if not bool(enters.any()):
                 return part
             batch = {k: v[enters] for k, v in batch.items()}
         rows = batch if part is None else {k: torch.cat([part[k], batch[k]]) for k in FIELDS}
-        rank = rank_of(rows)
+        rank = self._rank(rows, name)
         if len(rank) > self.sizes[name]:
             keep = rank.topk(self.sizes[name]).indices
             rows = {k: v[keep] for k, v in rows.items()}
@@ -104,8 +106,7 @@ class CandidatePool:
             part = self.parts[name]
             if part is None:
                 continue
-            highest_first = name == "confident" and self.confident_selection == "highest"
-            order = part["probs"].argsort(descending=True) if highest_first else torch.arange(len(part["probs"]))
+            order = part["probs"].argsort(descending=True) if self.by_probability[name] else torch.arange(len(part["probs"]))
             picked = 0
             for i in order.tolist():
                 if len(chosen["frame_id"]) >= count or picked >= quota[name]:
