@@ -70,6 +70,7 @@ def test_state_obs_shapes_and_info():
     assert env.describe() == {
         "env_id": "push_cube_2d", "camera_keys": ["top_camera"], "image_size": [64, 64], "obs_mode": "state",
         "control_mode": "pusher_velocity", "show_goal": True, "highlight_success": False, "episode_length": 50,
+        "robot_state_dim": 4,
     }
 
 

@@ -73,6 +73,7 @@ def test_episode_with_episode_end_frames(env):
     assert env.describe() == {
         "env_id": "PickCube-v1", "camera_keys": ["base_camera"], "image_size": list(SIZE), "obs_mode": "state",
         "control_mode": "pd_joint_delta_pos", "show_goal": True, "sim_backend": "cpu", "episode_length": EPISODE,
+        "robot_state_dim": 18,
     }
     obs, _ = env.reset(seed=0)
     assert obs.shape == (2, *env.single_observation_space.shape) and obs.dtype == torch.float32
@@ -96,6 +97,9 @@ def test_episode_with_episode_end_frames(env):
     assert frames.env_ids.tolist() == [0, 1]
     image = frames.images["base_camera"]
     assert image.shape == (2, *SIZE, 3) and image.dtype == torch.uint8 and image.float().std() > 10
+    # the robot state of the rendered (terminal) state: the panda's 9 joint positions and 9 velocities,
+    # which PickCube's state observation starts with
+    assert frames.robot_state.shape == (2, 18) and torch.allclose(frames.robot_state, info["final_obs"][:, :18])
     # auto-reset: obs starts the next episode, final_obs is where this one ended (one step on from previous)
     assert not torch.allclose(info["final_obs"], obs)
     assert torch.allclose(info["final_obs"], previous, atol=0.1)

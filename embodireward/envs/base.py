@@ -42,10 +42,13 @@ class Frames:
 
     ``env_ids``: long ``[K]``, which envs were rendered (all envs for ``every_step``).
     ``images``: ``{camera_key: uint8 [K, H, W, 3]}``, one entry per camera.
+    ``robot_state``: float ``[K, env.robot_state_dim]``, the robot's proprioception (joint
+    positions, then velocities) in the rendered state, for envs that have it; else None.
     """
 
     env_ids: torch.Tensor
     images: Dict[str, torch.Tensor]
+    robot_state: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return int(self.env_ids.numel())
@@ -57,7 +60,8 @@ class Frames:
         index = position[env_ids.to(self.env_ids.device)]
         if (index < 0).any():
             raise KeyError("requested frames of envs that were not rendered")
-        return Frames(env_ids=env_ids, images={k: v[index] for k, v in self.images.items()})
+        robot_state = None if self.robot_state is None else self.robot_state[index]
+        return Frames(env_ids=env_ids, images={k: v[index] for k, v in self.images.items()}, robot_state=robot_state)
 
 
 def merge_render_requests(*requests: RenderRequest) -> RenderRequest:
@@ -74,8 +78,9 @@ class VecEnv(ABC):
 
     Subclasses set ``num_envs``, ``device``, ``single_observation_space``,
     ``single_action_space`` (a ``gym.spaces.Box``), ``max_episode_steps``, ``camera_keys``
-    (empty when the env cannot render) and ``has_success`` (whether ``info["success"]`` is
-    reported), and implement ``reset``, ``step``.
+    (empty when the env cannot render), ``has_success`` (whether ``info["success"]`` is
+    reported) and ``robot_state_dim`` (the size of ``Frames.robot_state``; 0 when frames carry
+    none), and implement ``reset``, ``step``.
 
     Envs that can snapshot their complete state (simulation, step counters, random generator)
     implement ``state_dict`` / ``load_state_dict``; checkpoints then hold it and a resumed run
@@ -94,6 +99,7 @@ class VecEnv(ABC):
     max_episode_steps: int
     camera_keys: Tuple[str, ...] = ()
     has_success: bool = True
+    robot_state_dim: int = 0
 
     @abstractmethod
     def reset(self, seed: Optional[int] = None) -> Tuple[Obs, Dict[str, Any]]:

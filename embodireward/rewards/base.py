@@ -24,6 +24,8 @@ from embodireward.config import config_error
 
 Images = Union[torch.Tensor, Dict[str, torch.Tensor]]
 
+# key of the robot state (``Frames.robot_state``) beside the camera images in a model's input dict
+ROBOT_STATE_KEY = "robot_state"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FRAME_STRATEGIES = ("uniform", "last", "first_last", "random")
@@ -39,12 +41,17 @@ class ImageRewardConfig:
     # 1: binary success classifier (sigmoid + BCE); K >= 2: K classes from the data (softmax +
     # cross-entropy), the last class being success
     num_classes: int = 1
+    # > 0: single-frame models also read the robot's state of this size (joint positions and
+    # velocities, ``Frames.robot_state``) beside the images, e.g. to tell a still arm from a moving one
+    robot_state_dim: int = 0
 
     def validate(self, path: str) -> None:
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise config_error(path, "image_size", f"expected [H, W] with both >= 8, got {self.image_size}")
-        if not self.camera_keys or len(set(self.camera_keys)) != len(self.camera_keys):
-            raise config_error(path, "camera_keys", f"expected a non-empty list of distinct camera keys, got {self.camera_keys}")
+        if not self.camera_keys or len(set(self.camera_keys)) != len(self.camera_keys) or ROBOT_STATE_KEY in self.camera_keys:
+            raise config_error(path, "camera_keys", f"expected a non-empty list of distinct camera keys (not '{ROBOT_STATE_KEY}'), got {self.camera_keys}")
+        if self.robot_state_dim < 0:
+            raise config_error(path, "robot_state_dim", f"must be >= 0, got {self.robot_state_dim}")
         if self.num_classes < 1:
             raise config_error(path, "num_classes", f"must be 1 (binary success) or >= 2 (classes), got {self.num_classes}")
 

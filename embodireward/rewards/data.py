@@ -10,7 +10,8 @@ A data directory holds ``manifest.json`` (see ``rewards.manifest``) and one dire
 ``frames``
     ``<class dir>/000000.png``: single RGB frames of one camera, labelled by their directory;
     ``manifest["frame_trajectories"]`` may map ``"success/000000.png"`` to a trajectory id (else
-    each file is its own trajectory).
+    each file is its own trajectory). With ``manifest["robot_state_dim"]`` each PNG also carries
+    the robot's state (``rewards.frame_png``).
 
 Everything is kept in memory as uint8 ``[N, 3, H, W]`` per camera (small images, fast epochs).
 """
@@ -23,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from embodireward.rewards.frame_png import read_frame
 from embodireward.rewards.manifest import SUFFIXES, DataError, check_listed_files_exist, class_names, load_manifest
 
 
@@ -37,6 +39,7 @@ class RewardData:
     step: torch.Tensor  # long [N], index of the frame within its trajectory
     manifest: Dict[str, Any]
     data_dir: Path
+    robot_state: Optional[torch.Tensor] = None  # float [N, robot_state_dim] when the frames carry it
     skipped: int = 0  # unreadable files left out
     skipped_reasons: List[str] = field(default_factory=list)
 
@@ -91,15 +94,6 @@ def _read_trajectory(path: Path, camera_keys: Sequence[str], num_classes: int) -
     return images, torch.from_numpy(labels)
 
 
-def _read_png(path: Path) -> torch.Tensor:
-    """-> uint8 ``[1, 3, H, W]`` (any PNG mode converted to RGB)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
-
-
 def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] = None, require_every_class: bool = True) -> RewardData:
     """Read every readable file of ``data_dir``; unreadable ones are skipped and counted.
 
@@ -119,7 +113,8 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
     frame_trajectories = manifest.get("frame_trajectories") or {}
     next_id = max(frame_trajectories.values(), default=-1) + 1  # fresh ids for files without one
     images: Dict[str, List[torch.Tensor]] = {key: [] for key in camera_keys}
-    labels, trajectory, step, skipped = [], [], [], []
+    robot_state_dim = int(manifest.get("robot_state_dim") or 0)
+    labels, trajectory, step, skipped, robot_states = [], [], [], [], []
     image_sizes = None  # {camera_key: (H, W)} of the first readable file
     suffix = SUFFIXES[manifest["format"]]
     for class_index, subdir in enumerate(names):
@@ -131,7 +126,8 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
                 if trajectory_format:
                     frames, frame_labels = _read_trajectory(path, camera_keys, len(names))
                 else:
-                    frames, frame_labels = {camera_keys[0]: _read_png(path)}, torch.full((1,), class_index)
+                    image, robot_state = read_frame(path, robot_state_dim)
+                    frames, frame_labels = {camera_keys[0]: image}, torch.full((1,), class_index)
                 sizes = {key: tuple(f.shape[-2:]) for key, f in frames.items()}
                 if image_sizes is not None and sizes != image_sizes:
                     raise ValueError(f"image sizes {sizes} differ from the other files' {image_sizes}")
@@ -147,6 +143,8 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
             for key in camera_keys:
                 images[key].append(frames[key])
             labels.append(frame_labels)
+            if robot_state_dim:
+                robot_states.append(robot_state)
             trajectory.append(torch.full((len(frame_labels),), traj_id, dtype=torch.long))
             step.append(torch.arange(len(frame_labels)))
         if files and readable == 0:
@@ -163,6 +161,7 @@ def load_reward_data(data_dir: str | Path, camera_keys: Optional[Sequence[str]] 
         step=torch.cat(step),
         manifest=manifest,
         data_dir=data_dir,
+        robot_state=torch.cat(robot_states) if robot_state_dim else None,
         skipped=len(skipped),
         skipped_reasons=skipped,
     )

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from embodireward.config import config_error
+from embodireward.rewards.base import ROBOT_STATE_KEY
 from embodireward.rewards.data import RewardData
 
 
@@ -84,13 +85,18 @@ class RewardDataset(Dataset):
     """Samples of ``data`` at ``index``: ``({cam: uint8 [3, H, W]} or [k, 3, H, W] windows, class label)``.
 
     ``window=k`` makes each sample the ``k`` frames ending at the indexed frame (video models);
-    ``augment`` (training only) draws one random augmentation per sample and camera.
+    ``augment`` (training only) draws one random augmentation per sample and camera;
+    ``robot_state`` adds the frame's robot state under ``ROBOT_STATE_KEY`` (models that read it).
     """
 
     def __init__(self, data: RewardData, index: torch.Tensor, window: Optional[int] = None,
-                 augment: Optional[AugmentConfig] = None):
+                 augment: Optional[AugmentConfig] = None, robot_state: bool = False):
+        if robot_state and (data.robot_state is None or window):
+            raise ValueError(f"reward data '{data.data_dir}' has no robot state with its frames" if data.robot_state is None
+                             else "robot state is read with single frames, not frame windows")
         self.data = data
         self.index = index
+        self.robot_state = data.robot_state if robot_state else None
         self.frames = window_indices(data, index, window) if window else index
         self.transforms = {
             key: build_augmentation(augment, images.shape[-2:]) if augment is not None else None
@@ -109,4 +115,6 @@ class RewardDataset(Dataset):
         for key, all_images in self.data.images.items():
             transform = self.transforms[key]
             images[key] = transform(all_images[frames]) if transform is not None else all_images[frames]
+        if self.robot_state is not None:
+            images[ROBOT_STATE_KEY] = self.robot_state[self.index[i]]
         return images, self.data.labels[self.index[i]]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from embodireward.config import ConfigError
-from embodireward.rewards.base import BaseImageRewardModel
+from embodireward.rewards.base import ROBOT_STATE_KEY, BaseImageRewardModel, Images
 
 
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
@@ -87,17 +87,62 @@ class CameraEncoders(nn.Module):
         return {key: self.encoders[key](images[key]) for key in self.camera_keys}
 
 
+ROBOT_STATE_FEATURES = 64
+STD_FLOOR = 1e-3  # the smallest scale a robot-state value is divided by
+
+
+class RobotStateEncoder(nn.Module):
+    """Robot state ``[N, D]`` -> features ``[N, ROBOT_STATE_FEATURES]``: standardised, then ``Linear -> LayerNorm -> ReLU``.
+
+    The standardisation (``mean``, ``std``) is fitted once on the training frames
+    (:meth:`fit_normalization`) and saved with the weights, so inference scales like training.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.net = nn.Sequential(nn.Linear(dim, ROBOT_STATE_FEATURES), nn.LayerNorm(ROBOT_STATE_FEATURES), nn.ReLU())
+
+    @torch.no_grad()
+    def fit_normalization(self, states: torch.Tensor) -> None:
+        # a joint that never moved in the data keeps its scale (std floor) instead of blowing up
+        self.mean.copy_(states.float().mean(dim=0))
+        self.std.copy_(states.float().std(dim=0, unbiased=False).clamp(min=STD_FLOOR))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net((states.float() - self.mean) / self.std)
+
+
 class CameraClassifier(BaseImageRewardModel):
     """Single-frame model: an encoder per camera, features concatenated, the classifier head on top.
 
     Subclasses pass how to build one camera's encoder and its feature width; ``cfg`` has the
-    head keys ``hidden_dim``, ``head_activation``, ``dropout`` and ``freeze_encoder``.
+    head keys ``hidden_dim``, ``head_activation``, ``dropout`` and ``freeze_encoder``. With
+    ``robot_state_dim`` > 0 the robot state's features (:class:`RobotStateEncoder`) join the
+    cameras' before the head.
     """
 
     def __init__(self, cfg, build_encoder: Callable[[], nn.Module], feature_dim: int):
         super().__init__(cfg)
         self.encoders = CameraEncoders(cfg.camera_keys, build_encoder, cfg.freeze_encoder)
-        self.head = build_head(feature_dim * len(cfg.camera_keys), cfg.hidden_dim, cfg.head_activation, cfg.dropout, cfg.num_classes)
+        self.robot_state_encoder = RobotStateEncoder(cfg.robot_state_dim) if cfg.robot_state_dim else None
+        state_features = ROBOT_STATE_FEATURES if cfg.robot_state_dim else 0
+        self.head = build_head(feature_dim * len(cfg.camera_keys) + state_features, cfg.hidden_dim, cfg.head_activation, cfg.dropout, cfg.num_classes)
 
-    def forward(self, images: Dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(torch.cat(list(self.encoders(images).values()), dim=-1))
+    def preprocess(self, observations: Images) -> Dict[str, torch.Tensor]:
+        inputs = self.preprocess_images(observations)
+        if self.robot_state_encoder is not None:
+            state = observations.get(ROBOT_STATE_KEY) if isinstance(observations, dict) else None
+            dim = self.cfg.robot_state_dim
+            if state is None or state.dim() != 2 or state.shape[-1] != dim:
+                got = "none" if state is None else f"shape {tuple(state.shape)}"
+                raise ValueError(f"this model reads the robot state: pass '{ROBOT_STATE_KEY}' [B, {dim}] beside the images, got {got}")
+            inputs[ROBOT_STATE_KEY] = state.to(self.device, non_blocking=True)
+        return inputs
+
+    def forward(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        features = list(self.encoders(inputs).values())
+        if self.robot_state_encoder is not None:
+            features.append(self.robot_state_encoder(inputs[ROBOT_STATE_KEY]))
+        return self.head(torch.cat(features, dim=-1))

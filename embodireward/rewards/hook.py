@@ -26,7 +26,7 @@ import torch
 
 from embodireward.config import ConfigError, RewardSection
 from embodireward.envs.base import Frames, RenderRequest, VecEnv
-from embodireward.rewards.base import BaseRewardModel, BaseVideoRewardModel
+from embodireward.rewards.base import ROBOT_STATE_KEY, BaseRewardModel, BaseVideoRewardModel
 from embodireward.rewards.checkpoint import load_reward_model
 from embodireward.rewards.manager import RewardManager
 from embodireward.utils.distributed import all_reduce_sum, world_size
@@ -60,6 +60,10 @@ class RewardHook:
         missing = [key for key in model.cfg.camera_keys if key not in cameras]
         if missing:
             raise ConfigError("reward.checkpoint_path", f"the model reads camera(s) {missing} that env '{env_desc.get('env_id')}' lacks (cameras: {cameras})")
+        state_dim, env_state_dim = getattr(model.cfg, "robot_state_dim", 0), env_desc.get("robot_state_dim", 0)
+        if state_dim and state_dim != env_state_dim:
+            raise ConfigError("reward.checkpoint_path", f"the model reads {state_dim} robot-state values; env '{env_desc.get('env_id')}' "
+                                                        f"gives {env_state_dim or 'none'} with its frames")
         data_render = sidecar.get("manifest", {}).get("render")
         if section.reward_mode == "per_step" and data_render == "episode_end":
             raise ConfigError("reward.reward_mode", "'per_step' scores every frame but the model was trained on terminal frames only (data render 'episode_end'); use 'terminal' or collect with render 'every_step'")
@@ -104,7 +108,7 @@ class RewardHook:
         if env_ids.numel():
             if frames is None:
                 raise RuntimeError(f"the reward hook needs '{self.frame_request()}' frames but the step has none; pass hook.frame_request() to env.step")
-            images = frames.select(env_ids).images
+            images = self._model_inputs(frames.select(env_ids))
             start = time.perf_counter()
             probs, predicted, reward = (value.to(env_reward.device) for value in self._score(images))
             self._seconds += time.perf_counter() - start
@@ -116,6 +120,14 @@ class RewardHook:
             if self.debug_dir is not None and self._debug_saved < s.debug_save_max:
                 self._debug_save(images[self.model.cfg.camera_keys[0]], probs, predicted)
         return self._combine(env_reward.float(), model_reward)
+
+    def _model_inputs(self, frames: Frames) -> Dict[str, torch.Tensor]:
+        """The camera images, and the robot state for a model that reads it."""
+        if not getattr(self.model.cfg, "robot_state_dim", 0):
+            return frames.images
+        if frames.robot_state is None:
+            raise RuntimeError("the reward model reads the robot state but the step's frames carry none")
+        return {**frames.images, ROBOT_STATE_KEY: frames.robot_state}
 
     def _score(self, images: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """P(success), predicted success and the model's reward, each ``[K]``, for ``K`` frames."""

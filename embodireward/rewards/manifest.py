@@ -7,6 +7,7 @@ Keys (written by the ``reward_data_collection`` callback)::
     class_names    class k's name, which is also its directory; the last class is success
     num_classes    len(class_names)
     env, camera_keys, image_size, render    what the data was recorded with (checked downstream)
+    robot_state_dim   frames format, optional: each PNG carries that many robot-state values
     counts         {class name: files in its directory}
     frame_trajectories   frames format: {"<class dir>/<file>.png": episode id}
     trajectory_files     trajectory format: ["<class dir>/<file>.npy", ...]
@@ -74,6 +75,9 @@ def load_manifest(data_dir: Path) -> Dict[str, Any]:
         raise DataError(f"'{path}': 'class_names' must be a list of >= 2 distinct directory names, got {names!r}")
     if names is not None and manifest.get("num_classes", len(names)) != len(names):
         raise DataError(f"'{path}': 'num_classes' is {manifest.get('num_classes')!r} but 'class_names' has {len(names)} entries")
+    state_dim = manifest.get("robot_state_dim", 0)
+    if not isinstance(state_dim, int) or isinstance(state_dim, bool) or state_dim < 0 or (state_dim and manifest["format"] != "frames"):
+        raise DataError(f"'{path}': 'robot_state_dim' must be an integer >= 0 (frames format only), got {state_dim!r}")
     mapping = manifest.get("frame_trajectories") or {}
     if not isinstance(mapping, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in mapping.values()):
         raise DataError(f"'{path}': 'frame_trajectories' must map file names to integer trajectory ids")

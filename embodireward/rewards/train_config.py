@@ -104,6 +104,10 @@ def build_reward_model(section: ModelSection, manifest: Dict[str, Any], path: st
     unknown = [k for k in getattr(cfg, "camera_keys", []) if k not in manifest.get("camera_keys", [])]
     if unknown:
         raise ConfigError(f"{path}.cfg.camera_keys", f"camera(s) {unknown} are not in the data (it has {manifest.get('camera_keys')})")
+    state_dim, data_state_dim = getattr(cfg, "robot_state_dim", 0), manifest.get("robot_state_dim", 0)
+    if state_dim and state_dim != data_state_dim:
+        raise ConfigError(f"{path}.cfg.robot_state_dim", f"the model reads {state_dim} robot-state values but the data's frames carry "
+                                                         f"{data_state_dim or 'none'} (collect with reward_data_collection robot_state: true)")
     num_classes = getattr(cfg, "num_classes", 1)
     data_classes = class_names(manifest) if "format" in manifest else None
     if num_classes >= 2 and data_classes is not None and num_classes != len(data_classes):

@@ -150,8 +150,11 @@ def train_reward_model(cfg: RewardTrainConfig | Dict[str, Any]) -> Dict[str, Any
         keep = torch.randperm(len(train_index), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.max_train_samples]
         train_index = train_index[keep.sort().values]
     window = model.cfg.num_frames if video else None
-    train_set = RewardDataset(data, train_index, window, cfg.augment)
-    val_set = RewardDataset(data, val_index, window)
+    robot_state = bool(getattr(model.cfg, "robot_state_dim", 0))
+    train_set = RewardDataset(data, train_index, window, cfg.augment, robot_state)
+    val_set = RewardDataset(data, val_index, window, robot_state=robot_state)
+    if robot_state:
+        model.robot_state_encoder.fit_normalization(data.robot_state[train_index])
     data_counts = {"train": data.counts(train_index), "val": data.counts(val_index), "skipped_files": data.skipped, "data_path": str(cfg.data_path)}
     check_class_frames(data_counts, model, cfg.data_path, cfg.min_class_frames)
     output_dir = Path(cfg.output_dir)

@@ -29,6 +29,8 @@ class VideoRewardConfig(ResNetRewardConfig):
         super().validate(path)
         if self.num_frames < 1:
             raise config_error(path, "num_frames", f"must be >= 1, got {self.num_frames}")
+        if self.robot_state_dim:
+            raise config_error(path, "robot_state_dim", "clip models read images only; use an image model (resnet_reward, vit_reward) for robot state")
 
 
 @register_reward_model("video_reward")

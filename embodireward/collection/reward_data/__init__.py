@@ -16,7 +16,8 @@ is success. Two formats, both read by the reward-model trainer:
     single ``{n:06d}.png`` frames under their class's directory, subsampled by
     ``sample_rate_success`` (success class) / ``sample_rate_fail`` (the others);
     ``manifest["frame_trajectories"]`` maps each file to its episode id so a train/val split
-    can keep episodes whole.
+    can keep episodes whole. With ``robot_state: true`` each PNG also carries the robot's state
+    (``rewards.frame_png``) and the manifest its size, ``robot_state_dim``.
 
 Caps count every file of a class directory. How files are numbered, listed, repaired at
 start-up and kept consistent on a full disk: see ``store``.

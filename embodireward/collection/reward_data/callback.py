@@ -15,16 +15,17 @@ import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 
 from embodireward.collection.reward_data.config import CollectionConfig
 from embodireward.collection.reward_data.labels import EpisodeLabels
+from embodireward.collection.reward_data.reporting import note_early_caps, zero_files_reason
 from embodireward.collection.reward_data.store import DataStore
 from embodireward.config import ConfigError
 from embodireward.envs.base import RenderRequest
 from embodireward.registry import register_callback
+from embodireward.rewards.frame_png import encode_frame
 from embodireward.rewards.manifest import binary_class_names
 from embodireward.trainer.callbacks import Callback, StepData
 from embodireward.utils.io import is_writable_location
@@ -87,6 +88,11 @@ class RewardDataCollection(Callback):
         header = {"format": cfg.format, "labels": cfg.labels, "env": desc, "camera_keys": [self.camera_key],
                   "image_size": list(desc.get("image_size") or []), "render": cfg.render,
                   "class_names": names, "num_classes": len(names)}
+        if cfg.robot_state:
+            state_dim = int(getattr(env, "robot_state_dim", 0))
+            if state_dim <= 0:
+                raise ConfigError(f"{PATH}.robot_state", f"env '{env_id}' reports no robot state with its frames (robot_state_dim 0)")
+            header["robot_state_dim"] = state_dim
         if cfg.labels == "success":  # older readers find the two classes here
             header |= {"negative_dir": names[0], "positive_dir": names[1]}
         self.store = DataStore(self.data_dir, header)
@@ -102,8 +108,8 @@ class RewardDataCollection(Callback):
         self._buffers: List[List[Tuple[torch.Tensor, int]]] = [[] for _ in range(n)]
         self._episode_ids: List[int] = []  # set in on_train_start, after the manifest is repaired
         self._next_episode_id = 0
-        self._stats = {"episodes": 0, "frames": 0, "env_steps": 0}
-        self._noted_caps: set = set()  # classes whose cap was reached (and reported)
+        self.stats = {"episodes": 0, "frames": 0, "env_steps": 0}
+        self.noted_caps: set = set()  # classes whose cap was reached (and reported)
 
     def on_train_start(self, trainer: Any) -> None:
         if self.store is None:
@@ -118,8 +124,8 @@ class RewardDataCollection(Callback):
             listed = [i for i in store.listing(store.read_manifest()).values() if i is not None]
             self._next_episode_id = max(listed, default=-1) + 1 + self.rank
             self._episode_ids = [self._new_episode_id() for _ in range(len(self._buffers))]
-        self.capped_at_start = all(self._capped(k) for k in range(len(self.class_names)))
-        self._noted_caps = {k for k in range(len(self.class_names)) if self._capped(k)}
+        self.capped_at_start = all(self.capped(k) for k in range(len(self.class_names)))
+        self.noted_caps = {k for k in range(len(self.class_names)) if self.capped(k)}
         self._check_stop(trainer)
         counts = ", ".join(f"{name}={count}" for name, count in zip(self.class_names, store.counts))
         trainer.log_info(f"reward_data_collection: {self.cfg.format} data of camera '{self.camera_key}' -> {self.data_dir} ({counts} already there)")
@@ -149,7 +155,7 @@ class RewardDataCollection(Callback):
         success = step.success.detach().cpu().bool()
         done = step.done.detach().cpu()
         labels = self.labels.update(success, self._stage(step) if self.cfg.labels == "stage" else None)
-        self._stats["env_steps"] += 1
+        self.stats["env_steps"] += 1
 
         if self._requested == "every_step":
             wanted = torch.arange(success.numel())
@@ -160,10 +166,16 @@ class RewardDataCollection(Callback):
         if wanted.numel():
             if step.frames is None:
                 raise RuntimeError(f"reward_data_collection asked for '{self._requested}' frames but the step has none; pass frame_request() to env.step")
-            images = step.frames.select(wanted).images[self.camera_key].detach().cpu()
-            self._stats["frames"] += int(wanted.numel())
+            frames = step.frames.select(wanted)
+            images = frames.images[self.camera_key].detach().cpu()
+            states = None
+            if self.cfg.robot_state:
+                if frames.robot_state is None:
+                    raise RuntimeError("reward_data_collection: robot_state is set but the step's frames carry no robot_state")
+                states = frames.robot_state.detach().cpu().numpy()
+            self.stats["frames"] += int(wanted.numel())
             for i, env_id in enumerate(wanted.tolist()):
-                self._add_frame(env_id, images[i].clone(), int(labels[env_id]))
+                self._add_frame(env_id, images[i].clone(), int(labels[env_id]), None if states is None else states[i])
 
         for env_id in done.nonzero().flatten().tolist():
             self._finish_episode(env_id)
@@ -178,19 +190,19 @@ class RewardDataCollection(Callback):
             raise RuntimeError(f"reward_data_collection: info['stage'] must be in [0, {len(self.class_names) - 1}] (stage_names {self.class_names}), got {sorted(set(stage.tolist()))}")
         return stage
 
-    def _add_frame(self, env_id: int, image: torch.Tensor, label: int) -> None:
+    def _add_frame(self, env_id: int, image: torch.Tensor, label: int, robot_state: Optional[np.ndarray] = None) -> None:
         if self.cfg.format == "trajectory":
             self._buffers[env_id].append((image, label))
             return
-        if self._capped(label) or self._rng.random() >= self.sample_rates[label]:
+        if self.capped(label) or self._rng.random() >= self.sample_rates[label]:
             return
-        self.store.write(label, iio.imwrite("<bytes>", image.numpy(), extension=".png"), self._episode_ids[env_id])
+        self.store.write(label, encode_frame(image.numpy(), robot_state), self._episode_ids[env_id])
 
     def _finish_episode(self, env_id: int) -> None:
-        self._stats["episodes"] += 1
+        self.stats["episodes"] += 1
         buffer = self._buffers[env_id]
         episode_class = int(self.labels.episode_class[env_id])
-        if buffer and not self._capped(episode_class):
+        if buffer and not self.capped(episode_class):
             images = torch.stack([image for image, _ in buffer]).permute(0, 3, 1, 2).float().div_(255.0)
             labels = np.array([label for _, label in buffer], dtype=np.int64)
             raw = io.BytesIO()
@@ -200,12 +212,12 @@ class RewardDataCollection(Callback):
         self.labels.finish(env_id)
         self._episode_ids[env_id] = self._new_episode_id()
 
-    def _capped(self, k: int) -> bool:
+    def capped(self, k: int) -> bool:
         cap = self.caps[k]
         return cap is not None and self.store.counts[k] >= cap
 
     def _check_stop(self, trainer: Any) -> None:
-        if self.stopped or not all(self._capped(k) for k in range(len(self.class_names))):
+        if self.stopped or not all(self.capped(k) for k in range(len(self.class_names))):
             return
         self.stopped = True
         self._buffers = [[] for _ in self._buffers]
@@ -222,7 +234,7 @@ class RewardDataCollection(Callback):
         return {"rank": self.rank, "world_size": self.world_size, "rng": self._rng.bit_generator.state,
                 "labels": self.labels.state_dict(), "episode_ids": list(self._episode_ids), "next_episode_id": self._next_episode_id,
                 "buffers": buffers, "pending": dict(self.store.pending), "next_number": list(self.store.next_number),
-                "written": list(self.store.written), "stats": dict(self._stats), "stopped": self.stopped}
+                "written": list(self.store.written), "stats": dict(self.stats), "stopped": self.stopped}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if (state["rank"], state["world_size"]) != (self.rank, self.world_size):
@@ -238,7 +250,7 @@ class RewardDataCollection(Callback):
         self._buffers = [list(zip(buffer["images"], buffer["labels"].tolist())) for buffer in state["buffers"]]
         self.store.pending = dict(state["pending"])
         self.store.written = list(state["written"])
-        self._stats = dict(state["stats"])
+        self.stats = dict(state["stats"])
         self.stopped = bool(state["stopped"])
         self._restored = state
 
@@ -257,46 +269,13 @@ class RewardDataCollection(Callback):
         if self.cfg.labels == "stage":
             for name, count in zip(self.class_names, counts):
                 trainer.logger.add_scalar(f"collection/{name}", count, trainer.global_step)
-        self._note_early_caps(trainer)
-
-    def _note_early_caps(self, trainer: Any) -> None:
-        """Warn when a class fills in the first half of the run: its frames then show only the early
-        policy, and the reward model never sees what the later policy does (a blind spot it pays for)."""
-        iteration, total = trainer.iteration + 1, trainer.config.runtime.iterations
-        for k in range(len(self.class_names)):
-            if k in self._noted_caps or not self._capped(k):
-                continue
-            self._noted_caps.add(k)
-            if iteration <= total // 2:
-                trainer.log_info(f"!!! reward_data_collection: '{self.class_names[k]}' reached its cap ({self.caps[k]}) in iteration "
-                                 f"{iteration} of {total}: its frames show only the early policy; {self._spreading_advice(k)} !!!")
-
-    def _spreading_advice(self, k: int) -> str:
-        """What fills class ``k`` later: a lower sample rate (frames), or a higher cap (trajectories, which are not sampled)."""
-        success = k == len(self.class_names) - 1
-        if self.cfg.format == "frames":
-            key = "sample_rate_success" if success else "sample_rate_fail"
-            return f"lower {key} (now {getattr(self.cfg, key)}) to spread them over the run"
-        key = self.cfg.cap_keys[0 if success else 1]
-        return f"raise {key} (now {getattr(self.cfg, key)}) so that it fills later in the run"
+        note_early_caps(self, trainer)
 
     def on_train_end(self, trainer: Any) -> None:
         self.store.commit()
         written = self.store.written
         if sum(written) == 0:
-            trainer.log_info(f"!!! WARNING: reward_data_collection wrote NO files to {self.data_dir}: {self._zero_files_reason(trainer)} !!!")
+            trainer.log_info(f"!!! WARNING: reward_data_collection wrote NO files to {self.data_dir}: {zero_files_reason(self, trainer)} !!!")
         else:
             per_class = ", ".join(f"{count} {name}" for name, count in zip(self.class_names, written))
             trainer.log_info(f"reward_data_collection: wrote {per_class} files to {self.data_dir}")
-
-    def _zero_files_reason(self, trainer: Any) -> str:
-        cfg = self.cfg
-        if self.capped_at_start:
-            counts = ", ".join(f"{name}={count}" for name, count in zip(self.class_names, self.store.counts))
-            return f"the directory already held {counts} files, at the caps ({'/'.join(cfg.cap_keys)}); raise them or use a new data_dir"
-        if self._stats["episodes"] == 0 and (cfg.format == "trajectory" or cfg.render == "episode_end"):
-            limit = getattr(trainer.env, "max_episode_steps", "?")
-            return f"no episode finished (each env ran {self._stats['env_steps']} steps, episodes last up to {limit}); raise runtime.iterations or runtime.rollout_steps"
-        if self._stats["frames"] == 0:
-            return f"no frames were rendered (render={cfg.render!r})"
-        return f"sample_rate_success={cfg.sample_rate_success} / sample_rate_fail={cfg.sample_rate_fail} dropped all {self._stats['frames']} frames"

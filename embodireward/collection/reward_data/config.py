@@ -18,6 +18,9 @@ class CollectionConfig:
     # episode_end: terminal frames only; every_step: all frames; p in (0, 1]: each step renders
     # every env with probability p (terminal frames are always kept)
     render: Union[Literal["episode_end", "every_step"], float] = "episode_end"
+    # frames format: store the robot's proprioception (Frames.robot_state: joint positions and
+    # velocities) with each frame, for reward models that read it beside the image
+    robot_state: bool = False
     steps_after_success: int = 0  # frames after the first success also labelled success
     positive_dir: Optional[str] = None  # labels "success": default "positive" (trajectory) / "success" (frames)
     negative_dir: Optional[str] = None  # labels "success": default "negative" (trajectory) / "failure" (frames)
@@ -51,6 +54,8 @@ class CollectionConfig:
         for key, default in other.items():
             if getattr(self, key) != default:
                 raise config_error(path, key, f"not used with format '{self.format}' (it belongs to the other format)")
+        if self.robot_state and self.format != "frames":
+            raise config_error(path, "robot_state", "is stored with single frames only; use format 'frames'")
         if self.labels == "stage":
             for key in ("positive_dir", "negative_dir"):
                 if getattr(self, key) is not None:

@@ -28,7 +28,7 @@ from embodireward.utils.io import (FileSystemError, atomic_write_json, create_ex
                                    remove_stale_temp_files, writing)
 
 _NUMBERED = re.compile(r"^(\d{6,})\.(npy|png)$")
-COMPARED_KEYS = ("format", "labels", "camera_keys", "image_size", "render", "class_names")
+COMPARED_KEYS = ("format", "labels", "camera_keys", "image_size", "render", "class_names", "robot_state_dim")
 
 
 class DataStore:
@@ -66,8 +66,8 @@ class DataStore:
         older = {"labels": "success", "class_names": manifest_class_names(existing)} if "format" in existing else {}
         for key in COMPARED_KEYS:
             value = existing.get(key, older.get(key))
-            if value != self.header[key]:
-                raise ConfigError(source, f"'{key}' is {value!r} in the existing data but {self.header[key]!r} in this run; use a new data_dir or matching settings")
+            if value != self.header.get(key):
+                raise ConfigError(source, f"'{key}' is {value!r} in the existing data but {self.header.get(key)!r} in this run; use a new data_dir or matching settings")
 
     def numbers(self, k: int) -> List[int]:
         folder = self.data_dir / self.dirs[k]

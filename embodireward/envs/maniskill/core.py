@@ -37,6 +37,7 @@ class StepResult:
     success: Optional[torch.Tensor]
     frame_ids: Optional[torch.Tensor]  # long [K] when frames were requested
     frames: Optional[torch.Tensor]  # uint8 [K, H, W, 3]
+    frame_robot_state: Optional[torch.Tensor] = None  # float [K, robot_state_dim]: qpos, qvel of the rendered state
 
 
 class _Core:
@@ -69,6 +70,7 @@ class _Core:
         self._reveal_goal()
         self.single_action_space: gym.spaces.Box = self.base.single_action_space
         self.single_observation_space = obs_space(self.convert_obs(self.base._init_raw_obs))
+        self.robot_state_dim = int(self.robot_state().shape[-1])
 
     def _reveal_goal(self) -> None:
         # ManiSkill hides `_hidden_objects` (goal markers) from sensor cameras; emptying the list
@@ -91,6 +93,11 @@ class _Core:
         self._reveal_goal()
         return map_obs(self.convert_obs(raw), torch.clone)
 
+    def robot_state(self) -> torch.Tensor:
+        """The robot's joint positions and velocities, float ``[num_envs, 2 * dof]``."""
+        robot = self.base.agent.robot
+        return torch.cat([robot.get_qpos(), robot.get_qvel()], dim=-1).float()
+
     def render(self, env_ids: torch.Tensor) -> torch.Tensor:
         """Camera images of the current state of ``env_ids``, uint8 ``[K, H, W, 3]``."""
         if self.cfg.obs_mode == "rgb":
@@ -108,12 +115,13 @@ class _Core:
         # copies: sensor images may live in buffers that the next render overwrites
         obs = map_obs(self.convert_obs(raw), torch.clone)
         done = terminated | truncated
-        frame_ids = frames = None
+        frame_ids = frames = frame_robot_state = None
         if render != "never":
             frame_ids = torch.arange(self.num_envs, device=done.device) if render == "every_step" else done.nonzero().flatten()
             if len(frame_ids):
                 # under rgb the observation is the frame: no second render
                 frames = obs["rgb"][frame_ids] if self.cfg.obs_mode == "rgb" else self.render(frame_ids)
+                frame_robot_state = self.robot_state()[frame_ids.to(done.device)]
         metrics = {
             k: v.float()
             for k, v in info.items()
@@ -125,7 +133,7 @@ class _Core:
             raw, _ = self.env.reset(options={"env_idx": done.nonzero().flatten()})
             self._reveal_goal()
             obs = map_obs(self.convert_obs(raw), torch.clone)
-        return StepResult(obs, reward.float(), terminated.bool(), truncated.bool(), final_obs, metrics, success, frame_ids, frames)
+        return StepResult(obs, reward.float(), terminated.bool(), truncated.bool(), final_obs, metrics, success, frame_ids, frames, frame_robot_state)
 
     def close(self) -> None:
         self.env.close()

@@ -37,6 +37,7 @@ class ManiSkillVecEnv(VecEnv):
             self._sim = _Workers(cfg)
         self.single_action_space = self._sim.single_action_space
         self.single_observation_space = self._sim.single_observation_space
+        self.robot_state_dim = self._sim.robot_state_dim
         self._action_low = torch.as_tensor(self.single_action_space.low)
         self._action_high = torch.as_tensor(self.single_action_space.high)
         from mani_skill.utils.registration import REGISTERED_ENVS
@@ -64,7 +65,8 @@ class ManiSkillVecEnv(VecEnv):
             info["success"] = s.success.to(self.device)
         if render != "never":
             images = s.frames if s.frames is not None else torch.zeros((0, self.cfg.camera.height, self.cfg.camera.width, 3), dtype=torch.uint8)
-            info["frames"] = Frames(s.frame_ids.to(self.device), {self.cfg.camera.key: images.to(self.device)})
+            robot_state = s.frame_robot_state if s.frame_robot_state is not None else torch.zeros((0, self.robot_state_dim))
+            info["frames"] = Frames(s.frame_ids.to(self.device), {self.cfg.camera.key: images.to(self.device)}, robot_state.to(self.device))
         return self._to_device(s.obs), s.reward.to(self.device), s.terminated.to(self.device), s.truncated.to(self.device), info
 
     def render_frames(self) -> Frames:
@@ -82,6 +84,7 @@ class ManiSkillVecEnv(VecEnv):
             "show_goal": self.cfg.show_goal,
             "sim_backend": self.sim_backend,
             "episode_length": self.max_episode_steps,
+            "robot_state_dim": self.robot_state_dim,
         }
 
     def close(self) -> None:

@@ -19,7 +19,8 @@ class _WorkerEnv(gym.Env):
 
     Unbatched numpy out. The core auto-resets, so the vector env runs with autoreset disabled;
     ``info`` carries ``metrics``, ``success``, ``terminal_obs`` (only when the episode ended) and
-    ``frame`` (only when rendered, as ``render_request`` asked; set from the main process).
+    ``frame`` and ``robot_state`` (only when rendered, as ``render_request`` asked; set from the
+    main process).
     """
 
     def __init__(self, cfg: ManiSkillConfig):
@@ -31,6 +32,7 @@ class _WorkerEnv(gym.Env):
         self.core = _Core(cfg, "cpu", 1)
         self.observation_space = self.core.single_observation_space
         self.action_space = self.core.single_action_space
+        self.robot_state_dim = self.core.robot_state_dim
         self.render_request: RenderRequest = "never"
 
     @staticmethod
@@ -49,6 +51,7 @@ class _WorkerEnv(gym.Env):
             info["terminal_obs"] = self._unbatch(s.final_obs)
         if s.frames is not None:
             info["frame"] = s.frames[0].cpu().numpy()
+            info["robot_state"] = s.frame_robot_state[0].cpu().numpy()
         return self._unbatch(s.obs), float(s.reward.item()), bool(s.terminated.item()), bool(s.truncated.item()), info
 
     def render_camera(self) -> np.ndarray:
@@ -74,6 +77,7 @@ class _Workers:
         self.num_envs = cfg.num_envs
         self.single_action_space = self.vec.single_action_space
         self.single_observation_space = self.vec.single_observation_space
+        self.robot_state_dim = int(self.vec.get_attr("robot_state_dim")[0])
         self._render_request: RenderRequest = "never"
 
     @staticmethod
@@ -101,15 +105,16 @@ class _Workers:
                     final_obs[k][rows] = terminal[k][rows]
             else:
                 final_obs[rows] = terminal[rows]
-        frame_ids = frames = None
+        frame_ids = frames = frame_robot_state = None
         if render != "never":
             frame_ids = torch.arange(self.num_envs) if render == "every_step" else torch.from_numpy(np.flatnonzero(done))
             if len(frame_ids):
                 assert info["_frame"][frame_ids.numpy()].all(), "a worker did not render the requested frame"
                 frames = torch.from_numpy(info["frame"][frame_ids.numpy()])
+                frame_robot_state = torch.from_numpy(info["robot_state"][frame_ids.numpy()]).float()
         metrics = {k: torch.from_numpy(v).float() for k, v in info["metrics"].items() if not k.startswith("_")}
         success = torch.from_numpy(info["success"]) if "success" in info else None
-        return StepResult(obs, torch.from_numpy(reward).float(), torch.from_numpy(terminated), torch.from_numpy(truncated), final_obs, metrics, success, frame_ids, frames)
+        return StepResult(obs, torch.from_numpy(reward).float(), torch.from_numpy(terminated), torch.from_numpy(truncated), final_obs, metrics, success, frame_ids, frames, frame_robot_state)
 
     def render(self, env_ids: torch.Tensor) -> torch.Tensor:
         images = np.stack(self.vec.call("render_camera"))

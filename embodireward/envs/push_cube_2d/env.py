@@ -51,6 +51,7 @@ class PushCube2D(VecEnv):
     # simulation state saved by state_dict (besides the generator); subclasses append theirs
     state_keys: Tuple[str, ...] = ("pusher_pos", "pusher_vel", "cubes", "goal_pos", "elapsed")
     extra_state_dim = 0  # state entries a subclass appends in _extra_state
+    robot_state_dim = 4  # Frames.robot_state: the pusher's position and velocity
 
     def __init__(self, cfg: PushCube2DConfig, device: torch.device, seed: int = 0):
         self.cfg = cfg
@@ -208,10 +209,10 @@ class PushCube2D(VecEnv):
             "metrics": self._metrics(cube_goal_dist, reach_dist),
         }
         if render == "every_step":
-            info["frames"] = Frames(torch.arange(self.num_envs, device=self.device), {self.cfg.camera_key: images})
+            info["frames"] = Frames(torch.arange(self.num_envs, device=self.device), {self.cfg.camera_key: images}, self._robot_state())
         elif render == "episode_end":
             final_images = images[done_ids] if images is not None else self._render_state(done_ids)
-            info["frames"] = Frames(done_ids, {self.cfg.camera_key: final_images})
+            info["frames"] = Frames(done_ids, {self.cfg.camera_key: final_images}, self._robot_state()[done_ids])
 
         final_obs = self._observe(images)
         info["final_obs"] = final_obs
@@ -241,6 +242,9 @@ class PushCube2D(VecEnv):
         state = torch.cat(parts + self._extra_state(), dim=-1)
         return state if self.cfg.obs_mode == "state" else {"state": state, "rgb": images}
 
+    def _robot_state(self) -> torch.Tensor:
+        return torch.cat([self.pusher_pos, self.pusher_vel], dim=-1)
+
     def _render_state(self, env_ids: Optional[torch.Tensor]) -> torch.Tensor:
         """uint8 ``[K, H, W, 3]`` top-down images of the given envs (all when None)."""
         select = (lambda t: t) if env_ids is None else (lambda t: t[env_ids])
@@ -257,7 +261,7 @@ class PushCube2D(VecEnv):
         return {}
 
     def render_frames(self) -> Frames:
-        return Frames(torch.arange(self.num_envs, device=self.device), {self.cfg.camera_key: self._render_state(None)})
+        return Frames(torch.arange(self.num_envs, device=self.device), {self.cfg.camera_key: self._render_state(None)}, self._robot_state())
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -269,4 +273,5 @@ class PushCube2D(VecEnv):
             "show_goal": self.cfg.show_goal,
             "highlight_success": self.cfg.highlight_success,
             "episode_length": self.cfg.episode_length,
+            "robot_state_dim": self.robot_state_dim,
         }

@@ -52,6 +52,9 @@ class RewardRefresh(Callback):
             raise ConfigError(PATH, f"refreshes binary success models; the checkpoint has {hook.model.num_classes} classes")
         if len(hook.model.cfg.camera_keys) != 1:
             raise ConfigError(PATH, f"refreshes single-camera models; the checkpoint reads {hook.model.cfg.camera_keys}")
+        if getattr(hook.model.cfg, "robot_state_dim", 0):
+            raise ConfigError(PATH, "refreshes image-only models; the checkpoint also reads the robot state (robot_state_dim "
+                                    f"{hook.model.cfg.robot_state_dim}), which refresh labels do not keep yet")
         if trainer.world_size > 1:
             raise ConfigError(PATH, "is not supported under torchrun yet (each rank would label and fine-tune apart); run it in one process")
         split = hook.model.sidecar.get("data_split") or {}
