@@ -22,6 +22,7 @@ from embodireward.rewards.data import load_reward_data
 from embodireward.rewards.frame_png import encode_frame, read_frame
 from embodireward.rewards.hook import RewardHook
 from embodireward.rewards.training import RewardTrainConfig, train_reward_model
+from embodireward.tools.scalars import read_event_scalars
 from embodireward.train import train_from_dict
 
 SIZE, CAM, STATE_DIM = 32, "top_camera", 4
@@ -147,18 +148,26 @@ def test_the_hook_scores_frames_with_their_robot_state(tmp_path):
         RewardHook(section, model, {**env_desc, "robot_state_dim": 0})
 
 
-def test_push_cube_2d_collects_frames_with_the_pusher_state(tmp_path):
-    config = tiny_train_config(tmp_path, iterations=2)
-    config["env"]["cfg"]["image_size"] = 32
+def test_push_cube_2d_collects_the_pusher_state_and_the_learned_reward_loop_scores_with_it(tmp_path):
+    config = tiny_train_config(tmp_path, iterations=3)
+    config["env"]["cfg"].update({"image_size": 32, "goal_radius": 0.2, "min_cube_goal_dist": 0.2, "max_cube_goal_dist": 0.25})  # some episodes succeed
     config["callbacks"] = [{"name": "reward_data_collection", "cfg": {"format": "frames", "render": "episode_end", "robot_state": True,
                                                                        "data_dir": str(tmp_path / "data")}}]
     train_from_dict(config)
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert manifest["robot_state_dim"] == 4
-    data = load_reward_data(tmp_path / "data", require_every_class=False)
+    data = load_reward_data(tmp_path / "data")
     assert data.robot_state.shape == (len(data), 4) and len(data) >= 16 and data.skipped == 0
     position, velocity = data.robot_state[:, :2], data.robot_state[:, 2:]
     assert position.abs().max() < 1.0 and velocity.abs().max() <= 1.0 + 1e-5 and velocity.abs().sum() > 0
+
+    train_reward_model(train_config(tmp_path, tmp_path / "data", "model", robot_state_dim=4))
+    learned = tiny_train_config(tmp_path, iterations=2, run_dir=str(tmp_path / "learned"))
+    learned["env"]["cfg"].update(config["env"]["cfg"])
+    learned["reward"] = {"use_reward_model": True, "checkpoint_path": str(tmp_path / "model"), "reward_mode": "terminal"}
+    train_from_dict(learned)
+    scored = read_event_scalars(tmp_path / "learned" / "logs")["reward_model/images"]
+    assert scored[:, 2].sum() == 16 * 2  # 16 envs x 16 steps, 6-step episodes: every terminal frame was scored with its robot state
 
     config["callbacks"][0]["cfg"]["format"] = "trajectory"
     with pytest.raises(ConfigError, match="robot_state"):
