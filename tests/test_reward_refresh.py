@@ -140,13 +140,26 @@ def test_queue_labeller_picks_up_answers_written_to_disk(tmp_path):
     (answers / "00000012.json").write_text(json.dumps({"label": 0}))
     (answers / "00000011.json").write_text("{half writ")
     ready = queue.ready()
-    assert [(f, t, label) for f, t, _, label in ready] == [(10, 100, 1), (12, 102, 0)]
+    assert [(f, t, label, state) for f, t, _, label, state in ready] == [(10, 100, 1, None), (12, 102, 0, None)]
     assert torch.equal(ready[1][2], torch.full((4, 4, 3), 80, dtype=torch.uint8))
     assert sum("00000011.json skipped" in line for line in lines) == 1
     assert queue.ready() == [] and sum("skipped" in line for line in lines) == 1  # reported once
     (answers / "00000011.json").write_text(json.dumps({"label": "failure"}))  # the tool finished writing
-    assert [(f, label) for f, _, _, label in queue.ready()] == [(11, 0)]
+    assert [(f, label) for f, _, _, label, _ in queue.ready()] == [(11, 0)]
     assert not list((tmp_path / "label_queue" / "pending").iterdir()) and not list(answers.iterdir())
+
+
+def test_the_queue_keeps_each_frames_robot_state(tmp_path):
+    queue = QueueLabeller(QueueConfig(), LabellerContext(tmp_path, True, print))
+    queue.on_train_start()
+    frames = queue_frames(2) | {"robot_state": torch.tensor([[0.5, -1.25, 3.0], [2.0, 0.0, -0.125]])}
+    queue.submit(frames)
+    for stem in ("00000010", "00000011"):
+        (tmp_path / "label_queue" / "answers" / f"{stem}.json").write_text(json.dumps({"label": 1}))
+    ready = queue.ready()
+    assert [f for f, *_ in ready] == [10, 11]
+    assert torch.equal(torch.stack([state for *_, state in ready]), frames["robot_state"])
+    assert torch.equal(ready[1][2], torch.full((4, 4, 3), 40, dtype=torch.uint8))
 
 
 # ------------------------------------------------------------------------------------------ in a run
@@ -175,7 +188,7 @@ def test_refresh_fine_tunes_saves_and_swaps_the_model(tmp_path, learned_config):
     assert len(data) == 20 == len(refresh.labelled_ids)
     manifest = json.loads((tmp_path / "run" / "refresh_data" / "manifest.json").read_text())
     assert sum(manifest["counts"].values()) == 20
-    frame = (10**6, 7, data.images[refresh.camera_key][0].permute(1, 2, 0).contiguous(), 1)
+    frame = (10**6, 7, data.images[refresh.camera_key][0].permute(1, 2, 0).contiguous(), 1, None)
     assert refresh._add_to_data([frame, frame]) == {"total": 1, "success": 1}
     assert refresh._add_to_data([frame]) == {"total": 0, "success": 0}
     assert len(load_reward_data(tmp_path / "run" / "refresh_data", require_every_class=False)) == 21
@@ -294,3 +307,24 @@ def test_pipeline_summary_reports_the_refreshes(tmp_path):
     assert summary["refresh"]["refreshes"] == 1 and summary["refresh"]["labels_used"] == 10
     assert summary["refresh"]["latest_model"].endswith("refresh_001.safetensors") and Path(summary["refresh"]["latest_model"]).is_file()
     assert summary["scalars"]["refresh/labels_used"]["final"] == 10
+
+
+def test_refresh_of_a_model_that_reads_the_robot_state_keeps_the_state_with_its_labels(tmp_path):
+    pipeline = tiny_pipeline(tmp_path)
+    pipeline["warmup"]["callbacks"][0]["cfg"]["robot_state"] = True
+    pipeline["reward_model"]["model"]["cfg"]["robot_state_dim"] = 4
+    run_pipeline(pipeline)
+    config = json.loads((tmp_path / "outputs" / "tiny" / "3_learned_reward" / "config.json").read_text())
+    config["runtime"].update(init_from=None, resume=None, save_freq=0)
+    trainer = build(refresh_config(config, tmp_path / "run", label_budget=20))
+    before = weights(trainer.reward_hook.model)
+    trainer.train()
+    data = load_reward_data(tmp_path / "run" / "refresh_data", require_every_class=False)
+    assert data.robot_state.shape == (20, 4) and data.skipped == 0
+    assert data.robot_state[:, :2].abs().max() < 1.0  # the pusher's position: the frames' own robot state
+    refreshed = trainer.reward_hook.model
+    assert not same_weights(weights(refreshed), before)
+    # the fine-tune keeps the standardisation the model was trained with
+    assert torch.equal(refreshed.robot_state_encoder.mean, before["robot_state_encoder.mean"])
+    records = json.loads((tmp_path / "run" / "reward_models" / "refreshes.json").read_text())
+    assert "predicted_rate_after" in records[-1]

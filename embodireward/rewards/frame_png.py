@@ -30,10 +30,11 @@ def encode_frame(image: np.ndarray, robot_state: Optional[Sequence[float]] = Non
     return out.getvalue()
 
 
-def read_frame(path: Path, robot_state_dim: int = 0) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+def read_frame(path: Path, robot_state_dim: Optional[int] = 0) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """-> (uint8 ``[1, 3, H, W]`` with any PNG mode converted to RGB, float ``[1, robot_state_dim]`` or None).
 
-    ValueError when ``robot_state_dim`` > 0 and the file carries no robot state of that size.
+    ValueError when ``robot_state_dim`` > 0 and the file carries no robot state of that size;
+    ``robot_state_dim`` None: the robot state the file carries, of any size, or None.
     """
     from PIL import Image
 
@@ -41,11 +42,13 @@ def read_frame(path: Path, robot_state_dim: int = 0) -> Tuple[torch.Tensor, Opti
         array = np.asarray(image.convert("RGB"))
         text = getattr(image, "text", {}).get(STATE_CHUNK)
     frame = torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
-    if robot_state_dim == 0:
+    if robot_state_dim == 0 or (robot_state_dim is None and text is None):
         return frame, None
     if text is None:
         raise ValueError(f"no '{STATE_CHUNK}' in the PNG (the data's manifest says frames carry {robot_state_dim} robot-state values)")
     state = np.asarray(json.loads(text), dtype=np.float32)
+    if robot_state_dim is None:
+        robot_state_dim = state.size
     if state.shape != (robot_state_dim,) or not np.isfinite(state).all():
         raise ValueError(f"'{STATE_CHUNK}' holds {state.shape[0] if state.ndim == 1 else state.shape} values, expected {robot_state_dim} finite ones")
     return frame, torch.from_numpy(state).unsqueeze(0)

@@ -53,11 +53,15 @@ def grow(original: RewardData, split: Dict[str, Any], new: Optional[RewardData],
     if new.images[camera].shape[1:] != original.images[camera].shape[1:]:
         raise ValueError(f"refresh frames of shape {tuple(new.images[camera].shape[1:])} differ from the original data's "
                          f"{tuple(original.images[camera].shape[1:])}")
+    if (original.robot_state is None) != (new.robot_state is None):
+        raise ValueError("the refresh frames and the original data disagree on carrying the robot state")
     offset = int(original.trajectory.max()) + 1 - int(new.trajectory.min())  # no id shared with the original data
+    robot_state = None if original.robot_state is None else torch.cat([original.robot_state, new.robot_state])
     data = RewardData(images={camera: torch.cat([original.images[camera], new.images[camera]])},
                       labels=torch.cat([original.labels, new.labels]), class_names=original.class_names,
                       trajectory=torch.cat([original.trajectory, new.trajectory + offset]),
-                      step=torch.cat([original.step, new.step]), manifest=original.manifest, data_dir=original.data_dir)
+                      step=torch.cat([original.step, new.step]), manifest=original.manifest, data_dir=original.data_dir,
+                      robot_state=robot_state)
     is_val = hashed_val(new.trajectory, val_split)
     n = len(original)
     new_index = torch.arange(n, n + len(new))
@@ -81,7 +85,9 @@ def _finetune(model: BaseRewardModel, grown: GrownData, cfg: RefreshSection, pre
     model = copy.deepcopy(model).train()
     generator = torch.Generator().manual_seed(seed)
     data = grown.data
-    train_set = RewardDataset(data, torch.arange(len(data)), augment=AugmentConfig())  # indexed by frame below
+    # a model reading the robot state keeps the standardisation it was trained with
+    robot_state = bool(getattr(model.cfg, "robot_state_dim", 0))
+    train_set = RewardDataset(data, torch.arange(len(data)), augment=AugmentConfig(), robot_state=robot_state)  # indexed by frame below
     train_labels = torch.cat([data.labels[grown.train_original], data.labels[grown.train_new]])
     weight = loss_weight(torch.bincount(success_targets(train_labels, data.num_classes).long(), minlength=2).clamp_min(1).tolist(), True)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-4)
@@ -98,7 +104,7 @@ def _finetune(model: BaseRewardModel, grown: GrownData, cfg: RefreshSection, pre
         precision.backward(loss)
         precision.step(optimizer, model.parameters(), 1.0)
     model.eval()
-    logits, labels = predict(model, DataLoader(RewardDataset(data, grown.val), batch_size=256))
+    logits, labels = predict(model, DataLoader(RewardDataset(data, grown.val, robot_state=robot_state), batch_size=256))
     probs = success_probability(logits)
     threshold = fixed_threshold if fixed_threshold is not None else best_f1_threshold(probs, success_targets(labels, data.num_classes))[0]
     metrics = {f"val/{k}": v for k, v in score(logits, labels, data.class_names, weight, threshold).items()}

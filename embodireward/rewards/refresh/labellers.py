@@ -16,18 +16,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import imageio.v3 as iio
-import numpy as np
 import torch
 
 from embodireward.config import ConfigError
 from embodireward.registry import register_labeller
+from embodireward.rewards.frame_png import encode_frame, read_frame
 from embodireward.utils.io import atomic_path, atomic_write_json, is_writable_location, make_dirs
 
-Frames = Dict[str, torch.Tensor]  # a pool selection: images [K, H, W, 3], frame_id, trajectory, success, ...
-Labelled = Tuple[int, int, torch.Tensor, int]  # (frame_id, trajectory, image [H, W, 3], label)
+Frames = Dict[str, torch.Tensor]  # a pool selection: images [K, H, W, 3], frame_id, trajectory, success, (robot_state) ...
+# (frame_id, trajectory, image [H, W, 3], label, robot state [D] or None)
+Labelled = Tuple[int, int, torch.Tensor, int, Optional[torch.Tensor]]
 LABEL_NAMES = {"failure": 0, "success": 1}
 
 
@@ -70,8 +70,11 @@ class Labeller:
         pass
 
 
-def rows(frames: Frames, labels: torch.Tensor) -> List[Labelled]:
-    return [(int(f), int(t), image, int(label)) for f, t, image, label in zip(frames["frame_id"], frames["trajectory"], frames["images"], labels)]
+def labelled_rows(frames: Frames, labels: torch.Tensor) -> List[Labelled]:
+    """What a labeller hands back for ``frames`` (a pool selection) and their class ``labels`` ``[K]``."""
+    states = frames.get("robot_state", [None] * len(labels))
+    return [(int(f), int(t), image, int(label), state)
+            for f, t, image, label, state in zip(frames["frame_id"], frames["trajectory"], frames["images"], labels, states)]
 
 
 @register_labeller("env_success")
@@ -81,7 +84,7 @@ class EnvSuccessLabeller(Labeller):
     needs_env_success = True
 
     def submit(self, frames: Frames) -> None:
-        self._ready += rows(frames, frames["success"].long())
+        self._ready += labelled_rows(frames, frames["success"].long())
 
 
 @register_labeller("vice")
@@ -91,7 +94,7 @@ class ViceLabeller(Labeller):
     uses_budget = False
 
     def submit(self, frames: Frames) -> None:
-        self._ready += rows(frames, torch.zeros(len(frames["frame_id"]), dtype=torch.long))
+        self._ready += labelled_rows(frames, torch.zeros(len(frames["frame_id"]), dtype=torch.long))
 
 
 @dataclass
@@ -119,10 +122,10 @@ class QueueLabeller(Labeller):
             make_dirs(folder)
 
     def submit(self, frames: Frames) -> None:
-        for frame_id, trajectory, image in zip(frames["frame_id"].tolist(), frames["trajectory"].tolist(), frames["images"]):
+        for frame_id, trajectory, image, _, state in labelled_rows(frames, torch.zeros(len(frames["frame_id"]), dtype=torch.long)):
             stem = f"{frame_id:08d}"
-            with atomic_path(self.pending / f"{stem}.png") as tmp:
-                iio.imwrite(tmp, image.numpy(), extension=".png")
+            with atomic_path(self.pending / f"{stem}.png") as tmp:  # the robot state, if any, rides in the PNG
+                tmp.write_bytes(encode_frame(image.numpy(), None if state is None else state.numpy()))
             atomic_write_json(self.pending / f"{stem}.json", {"frame_id": frame_id, "trajectory": trajectory})
 
     def ready(self) -> List[Labelled]:
@@ -134,8 +137,9 @@ class QueueLabeller(Labeller):
             if label is None:
                 continue
             meta = json.loads(meta_path.read_text())
-            image = torch.from_numpy(np.ascontiguousarray(iio.imread(image_path)[..., :3]))
-            ready.append((int(meta["frame_id"]), int(meta["trajectory"]), image, label))
+            image, state = read_frame(image_path, robot_state_dim=None)
+            ready.append((int(meta["frame_id"]), int(meta["trajectory"]), image[0].permute(1, 2, 0).contiguous(), label,
+                          None if state is None else state[0]))
             for path, name in ((image_path, image_path.name), (meta_path, meta_path.name), (answer, f"{stem}.answer.json")):
                 path.replace(self.done / name)  # answered: out of the queue
         return ready

@@ -13,7 +13,8 @@ Two selections are kept as frames arrive, each bounded, so memory does not grow 
   and recall under the current policy: the "before" figures of a refresh.
 
 Every frame has a run-unique ``frame_id`` and the ``trajectory`` (episode) it belongs to, so
-labelled frames are never added twice and the data split stays by trajectory.
+labelled frames are never added twice and the data split stays by trajectory. For a model that
+reads the robot state, each frame's ``robot_state`` is kept with it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-FIELDS = ("images", "probs", "predicted", "success", "frame_id", "trajectory", "key")
+from embodireward.rewards.base import ROBOT_STATE_KEY
+
 
 
 class CandidatePool:
@@ -61,6 +63,8 @@ class CandidatePool:
             "trajectory": self.episode[env_ids].clone(),
             "key": torch.from_numpy(self._rng.random(n)).float(),
         }
+        if ROBOT_STATE_KEY in images:
+            batch["robot_state"] = images[ROBOT_STATE_KEY].float().cpu()
         self.next_frame_id += n
         ended = env_ids[done.cpu().bool()]
         self.episode[ended] = torch.arange(self.next_episode, self.next_episode + len(ended), dtype=torch.long)
@@ -86,7 +90,7 @@ class CandidatePool:
             if not bool(enters.any()):
                 return part
             batch = {k: v[enters] for k, v in batch.items()}
-        rows = batch if part is None else {k: torch.cat([part[k], batch[k]]) for k in FIELDS}
+        rows = batch if part is None else {k: torch.cat([part[k], batch[k]]) for k in part}
         rank = self._rank(rows, name)
         if len(rank) > self.sizes[name]:
             keep = rank.topk(self.sizes[name]).indices
@@ -99,7 +103,7 @@ class CandidatePool:
 
     def select(self, count: int, confident_fraction: float, exclude: set) -> Dict[str, torch.Tensor]:
         """``count`` distinct frames for labelling: the confident ones first (highest P first), then random ones."""
-        chosen: Dict[str, list] = {k: [] for k in FIELDS}
+        chosen: Dict[str, list] = {}
         taken = set(exclude)
         quota = {"confident": round(count * confident_fraction), "random": count}
         for name in ("confident", "random"):
@@ -109,16 +113,16 @@ class CandidatePool:
             order = part["probs"].argsort(descending=True) if self.by_probability[name] else torch.arange(len(part["probs"]))
             picked = 0
             for i in order.tolist():
-                if len(chosen["frame_id"]) >= count or picked >= quota[name]:
+                if len(chosen.get("frame_id", ())) >= count or picked >= quota[name]:
                     break
                 frame_id = int(part["frame_id"][i])
                 if frame_id in taken:
                     continue
                 taken.add(frame_id)
                 picked += 1
-                for k in FIELDS:
-                    chosen[k].append(part[k][i])
-        if not chosen["frame_id"]:
+                for k, values in part.items():
+                    chosen.setdefault(k, []).append(values[i])
+        if not chosen:
             return {}
         return {k: torch.stack(v) for k, v in chosen.items()}
 

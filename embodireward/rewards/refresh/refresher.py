@@ -20,15 +20,16 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import imageio.v3 as iio
 import torch
 
 from embodireward.builder import lookup, parse_component_cfg
 from embodireward.collection.reward_data.store import DataStore
 from embodireward.config import ConfigError, RefreshSection
 from embodireward.registry import LABELLERS
+from embodireward.rewards.base import ROBOT_STATE_KEY
 from embodireward.rewards.checkpoint import load_reward_model, save_reward_model
 from embodireward.rewards.data import load_reward_data
+from embodireward.rewards.frame_png import encode_frame
 from embodireward.rewards.hook import agreement_metrics, confusion_counts
 from embodireward.rewards.manifest import MANIFEST, load_manifest
 from embodireward.rewards.refresh.finetune import finetune, grow
@@ -38,7 +39,8 @@ from embodireward.trainer.callbacks import Callback
 from embodireward.utils.io import atomic_write_json, is_writable_location, make_dirs
 
 PATH = "reward.refresh"
-HEADER_KEYS = ("format", "labels", "env", "camera_keys", "image_size", "render", "class_names", "num_classes", "negative_dir", "positive_dir")
+HEADER_KEYS = ("format", "labels", "env", "camera_keys", "image_size", "render", "class_names", "num_classes", "negative_dir", "positive_dir",
+               "robot_state_dim")  # what the refresh data shares with the model's training data
 
 
 class RewardRefresh(Callback):
@@ -52,9 +54,6 @@ class RewardRefresh(Callback):
             raise ConfigError(PATH, f"refreshes binary success models; the checkpoint has {hook.model.num_classes} classes")
         if len(hook.model.cfg.camera_keys) != 1:
             raise ConfigError(PATH, f"refreshes single-camera models; the checkpoint reads {hook.model.cfg.camera_keys}")
-        if getattr(hook.model.cfg, "robot_state_dim", 0):
-            raise ConfigError(PATH, "refreshes image-only models; the checkpoint also reads the robot state (robot_state_dim "
-                                    f"{hook.model.cfg.robot_state_dim}), which refresh labels do not keep yet")
         if trainer.world_size > 1:
             raise ConfigError(PATH, "is not supported under torchrun yet (each rank would label and fine-tune apart); run it in one process")
         split = hook.model.sidecar.get("data_split") or {}
@@ -151,11 +150,15 @@ class RewardRefresh(Callback):
         """Write newly labelled frames into ``data_dir`` (once each); count them."""
         success_class = len(self.store.dirs) - 1
         written = {"total": 0, "success": 0}
-        for frame_id, trajectory, image, label in labelled:
+        for frame_id, trajectory, image, label, *rest in labelled:
             if frame_id in self.added_ids:  # e.g. a queue answer given twice
                 continue
+            robot_state = rest[0] if rest else None
+            if robot_state is None and self.store.header.get("robot_state_dim"):
+                raise RuntimeError(f"reward refresh: labeller '{self.cfg.labeller.name}' returned frame {frame_id} without its robot state, "
+                                   "which the model reads; build its labels with embodireward.rewards.refresh.labelled_rows(frames, labels)")
             self.added_ids.add(frame_id)
-            png = iio.imwrite("<bytes>", image.numpy(), extension=".png")
+            png = encode_frame(image.numpy(), None if robot_state is None else robot_state.numpy())
             self.store.write(success_class if label == 1 else 0, png, trajectory_id=trajectory)
             written["total"] += 1
             written["success"] += int(label == 1)
@@ -185,8 +188,11 @@ class RewardRefresh(Callback):
         self.model_path, self.model_threshold = str(path), threshold
         after = None
         if sample:
+            inputs = {self.camera_key: sample["images"]}
+            if "robot_state" in sample:
+                inputs[ROBOT_STATE_KEY] = sample["robot_state"]
             with hook.precision.autocast():
-                after = hook.manager.compute_rewards({self.camera_key: sample["images"]}).cpu() >= threshold
+                after = hook.manager.compute_rewards(inputs).cpu() >= threshold
         return {"model": stem, "new_threshold": threshold, "val_precision": val.get("val/precision"), "val_recall": val.get("val/recall"),
                 **self._agreement(sample, after, "after")}
 
