@@ -56,6 +56,16 @@ class ImageRewardConfig:
             raise config_error(path, "num_classes", f"must be 1 (binary success) or >= 2 (classes), got {self.num_classes}")
 
 
+def robot_state_mismatch(model_dim: int, given: int, source: str) -> Optional[str]:
+    """What is wrong when a model reading ``model_dim`` robot-state values meets ``source`` giving ``given``; None if fine.
+
+    ``source`` reads as the subject of a sentence with its verb, e.g. ``"the data's frames carry"``.
+    """
+    if not model_dim or model_dim == given:
+        return None
+    return f"the model reads {model_dim} robot-state values; {source} {given or 'none'}"
+
+
 def success_probability(logits: torch.Tensor) -> torch.Tensor:
     """P(success) ``[B]``: ``sigmoid(z)`` of binary logits ``[B]``, ``softmax(z)[:, K-1]`` of ``[B, K]`` logits."""
     logits = logits.float()
@@ -87,6 +97,11 @@ class BaseRewardModel(nn.Module):
     def num_classes(self) -> int:
         """1 for a binary success classifier, else the number of classes ``K``."""
         return int(getattr(self.cfg, "num_classes", 1))
+
+    @property
+    def robot_state_dim(self) -> int:
+        """Robot-state values the model reads beside the images (0: images only)."""
+        return int(getattr(self.cfg, "robot_state_dim", 0))
 
     @property
     def class_names(self) -> List[str]:

@@ -26,7 +26,7 @@ import torch
 
 from embodireward.config import ConfigError, RewardSection
 from embodireward.envs.base import Frames, RenderRequest, VecEnv
-from embodireward.rewards.base import ROBOT_STATE_KEY, BaseRewardModel, BaseVideoRewardModel
+from embodireward.rewards.base import ROBOT_STATE_KEY, BaseRewardModel, BaseVideoRewardModel, robot_state_mismatch
 from embodireward.rewards.checkpoint import load_reward_model
 from embodireward.rewards.manager import RewardManager
 from embodireward.utils.distributed import all_reduce_sum, world_size
@@ -60,10 +60,9 @@ class RewardHook:
         missing = [key for key in model.cfg.camera_keys if key not in cameras]
         if missing:
             raise ConfigError("reward.checkpoint_path", f"the model reads camera(s) {missing} that env '{env_desc.get('env_id')}' lacks (cameras: {cameras})")
-        state_dim, env_state_dim = getattr(model.cfg, "robot_state_dim", 0), env_desc.get("robot_state_dim", 0)
-        if state_dim and state_dim != env_state_dim:
-            raise ConfigError("reward.checkpoint_path", f"the model reads {state_dim} robot-state values; env '{env_desc.get('env_id')}' "
-                                                        f"gives {env_state_dim or 'none'} with its frames")
+        problem = robot_state_mismatch(model.robot_state_dim, env_desc.get("robot_state_dim", 0), f"env '{env_desc.get('env_id')}' gives")
+        if problem:
+            raise ConfigError("reward.checkpoint_path", f"{problem} with its frames")
         data_render = sidecar.get("manifest", {}).get("render")
         if section.reward_mode == "per_step" and data_render == "episode_end":
             raise ConfigError("reward.reward_mode", "'per_step' scores every frame but the model was trained on terminal frames only (data render 'episode_end'); use 'terminal' or collect with render 'every_step'")
@@ -123,7 +122,7 @@ class RewardHook:
 
     def _model_inputs(self, frames: Frames) -> Dict[str, torch.Tensor]:
         """The camera images, and the robot state for a model that reads it."""
-        if not getattr(self.model.cfg, "robot_state_dim", 0):
+        if not self.model.robot_state_dim:
             return frames.images
         if frames.robot_state is None:
             raise RuntimeError("the reward model reads the robot state but the step's frames carry none")

@@ -12,7 +12,7 @@ import torch
 from embodireward.config import ConfigError, apply_overrides, config_error, load_json, parse_dataclass
 from embodireward.builder import lookup
 from embodireward.registry import REWARD_MODELS
-from embodireward.rewards.base import BaseRewardModel
+from embodireward.rewards.base import BaseRewardModel, robot_state_mismatch
 from embodireward.rewards.dataset import AugmentConfig
 from embodireward.rewards.manifest import class_names
 
@@ -104,10 +104,9 @@ def build_reward_model(section: ModelSection, manifest: Dict[str, Any], path: st
     unknown = [k for k in getattr(cfg, "camera_keys", []) if k not in manifest.get("camera_keys", [])]
     if unknown:
         raise ConfigError(f"{path}.cfg.camera_keys", f"camera(s) {unknown} are not in the data (it has {manifest.get('camera_keys')})")
-    state_dim, data_state_dim = getattr(cfg, "robot_state_dim", 0), manifest.get("robot_state_dim", 0)
-    if state_dim and state_dim != data_state_dim:
-        raise ConfigError(f"{path}.cfg.robot_state_dim", f"the model reads {state_dim} robot-state values but the data's frames carry "
-                                                         f"{data_state_dim or 'none'} (collect with reward_data_collection robot_state: true)")
+    problem = robot_state_mismatch(getattr(cfg, "robot_state_dim", 0), manifest.get("robot_state_dim", 0), "the data's frames carry")
+    if problem:
+        raise ConfigError(f"{path}.cfg.robot_state_dim", f"{problem} (collect with reward_data_collection robot_state: true)")
     num_classes = getattr(cfg, "num_classes", 1)
     data_classes = class_names(manifest) if "format" in manifest else None
     if num_classes >= 2 and data_classes is not None and num_classes != len(data_classes):

@@ -150,7 +150,7 @@ def train_reward_model(cfg: RewardTrainConfig | Dict[str, Any]) -> Dict[str, Any
         keep = torch.randperm(len(train_index), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.max_train_samples]
         train_index = train_index[keep.sort().values]
     window = model.cfg.num_frames if video else None
-    robot_state = bool(getattr(model.cfg, "robot_state_dim", 0))
+    robot_state = bool(model.robot_state_dim)
     train_set = RewardDataset(data, train_index, window, cfg.augment, robot_state)
     val_set = RewardDataset(data, val_index, window, robot_state=robot_state)
     if robot_state:

@@ -51,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import embodireward.rewards  # noqa: F401  (registers the built-in reward models)
     from embodireward import builder
-    from embodireward.rewards.base import BaseVideoRewardModel
+    from embodireward.rewards.base import BaseVideoRewardModel, robot_state_mismatch
     from embodireward.rewards.checkpoint import check_env_compatibility, load_reward_model, resolve_checkpoint
     from embodireward.rewards.data import load_reward_data
     from embodireward.rewards.dataset import RewardDataset, split_by_trajectory
@@ -71,9 +71,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise ConfigError("--data", f"'{args.data}' has {data.num_classes} classes ({', '.join(data.class_names)}), the model {model.num_classes}")
     if model.num_classes >= 2 and args.threshold is not None:
         raise ConfigError("--threshold", f"a {model.num_classes}-class model predicts its most probable class; thresholds are for binary models")
-    state_dim = getattr(model.cfg, "robot_state_dim", 0)
-    if state_dim and data.manifest.get("robot_state_dim", 0) != state_dim:
-        raise ConfigError("--data", f"the model reads {state_dim} robot-state values; the frames of '{args.data}' carry {data.manifest.get('robot_state_dim') or 'none'}")
+    problem = robot_state_mismatch(model.robot_state_dim, data.manifest.get("robot_state_dim", 0), f"the frames of '{args.data}' carry")
+    if problem:
+        raise ConfigError("--data", problem)
     video = isinstance(model, BaseVideoRewardModel)
     if video and data.manifest["format"] != "trajectory":
         raise ConfigError("--data", f"'{args.data}' holds single frames; the clip model needs trajectory-format data")
@@ -89,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise ConfigError("model", f"cannot write the evaluation to '{out_dir}': {problem}")
 
     info = {"model": str(weights), "data": str(args.data), "split": "val" if use_val else "all"}
-    dataset = RewardDataset(data, index, model.cfg.num_frames if video else None, robot_state=bool(state_dim))
+    dataset = RewardDataset(data, index, model.cfg.num_frames if video else None, robot_state=bool(model.robot_state_dim))
     report = evaluate_reward_model(model, dataset, weights.parent, args.threshold, args.batch_size, info, args.precision)
     threshold = "argmax" if report["threshold"] is None else f"{report['threshold']:.3f}"
     print(f"{summary_line(report)}  ece {report['ece']:.4f}  (threshold {threshold}, {len(index)} frames, split {info['split']}, "

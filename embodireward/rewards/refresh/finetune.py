@@ -86,7 +86,7 @@ def _finetune(model: BaseRewardModel, grown: GrownData, cfg: RefreshSection, pre
     generator = torch.Generator().manual_seed(seed)
     data = grown.data
     # a model reading the robot state keeps the standardisation it was trained with
-    robot_state = bool(getattr(model.cfg, "robot_state_dim", 0))
+    robot_state = bool(model.robot_state_dim)
     train_set = RewardDataset(data, torch.arange(len(data)), augment=AugmentConfig(), robot_state=robot_state)  # indexed by frame below
     train_labels = torch.cat([data.labels[grown.train_original], data.labels[grown.train_new]])
     weight = loss_weight(torch.bincount(success_targets(train_labels, data.num_classes).long(), minlength=2).clamp_min(1).tolist(), True)

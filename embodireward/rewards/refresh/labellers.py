@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -70,11 +70,15 @@ class Labeller:
         pass
 
 
+def robot_states(frames: Frames) -> Sequence[Optional[torch.Tensor]]:
+    """Each frame's robot state (None for every frame when the model reads images only)."""
+    return frames.get("robot_state", [None] * len(frames["frame_id"]))
+
+
 def labelled_rows(frames: Frames, labels: torch.Tensor) -> List[Labelled]:
     """What a labeller hands back for ``frames`` (a pool selection) and their class ``labels`` ``[K]``."""
-    states = frames.get("robot_state", [None] * len(labels))
     return [(int(f), int(t), image, int(label), state)
-            for f, t, image, label, state in zip(frames["frame_id"], frames["trajectory"], frames["images"], labels, states)]
+            for f, t, image, label, state in zip(frames["frame_id"], frames["trajectory"], frames["images"], labels, robot_states(frames))]
 
 
 @register_labeller("env_success")
@@ -122,7 +126,7 @@ class QueueLabeller(Labeller):
             make_dirs(folder)
 
     def submit(self, frames: Frames) -> None:
-        for frame_id, trajectory, image, _, state in labelled_rows(frames, torch.zeros(len(frames["frame_id"]), dtype=torch.long)):
+        for frame_id, trajectory, image, state in zip(frames["frame_id"].tolist(), frames["trajectory"].tolist(), frames["images"], robot_states(frames)):
             stem = f"{frame_id:08d}"
             with atomic_path(self.pending / f"{stem}.png") as tmp:  # the robot state, if any, rides in the PNG
                 tmp.write_bytes(encode_frame(image.numpy(), None if state is None else state.numpy()))
