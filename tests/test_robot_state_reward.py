@@ -22,6 +22,7 @@ from embodireward.rewards.data import load_reward_data
 from embodireward.rewards.frame_png import encode_frame, read_frame
 from embodireward.rewards.hook import RewardHook
 from embodireward.rewards.training import RewardTrainConfig, train_reward_model
+from embodireward.tools.eval_reward import main as eval_reward
 from embodireward.tools.scalars import read_event_scalars
 from embodireward.train import train_from_dict
 
@@ -125,6 +126,21 @@ def test_a_model_reading_state_needs_data_that_carries_it(tmp_path):
     video.model.name = "video_reward"
     with pytest.raises(ConfigError, match="robot_state_dim.*image model"):
         train_reward_model(video)
+
+
+def test_eval_reward_reads_the_state_and_refuses_data_without_it(tmp_path):
+    root = write_state_frames(tmp_path / "data")
+    train_reward_model(train_config(tmp_path, root, "with_state", robot_state_dim=STATE_DIM))
+    report_path = tmp_path / "with_state" / "evaluation" / "reward_eval.json"
+    assert eval_reward([str(tmp_path / "with_state"), "--data", str(root), "--split", "all"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["counts"]["samples"] == 80 and report["balanced_accuracy"] >= 0.85  # the images alone cannot beat chance
+
+    stateless = write_state_frames(tmp_path / "stateless", per_class=6, with_state=False)
+    before = report_path.read_bytes()
+    with pytest.raises(ConfigError, match=r"^--data: .*robot_state_dim|^--data: .*carry none"):
+        eval_reward([str(tmp_path / "with_state"), "--data", str(stateless)])
+    assert report_path.read_bytes() == before  # the error came before anything was written
 
 
 def test_the_hook_scores_frames_with_their_robot_state(tmp_path):
