@@ -69,6 +69,15 @@ def train_config(tmp_path: Path, data_path: Path, name: str, **model_cfg) -> Rew
     })
 
 
+@pytest.fixture(scope="module")
+def state_model(tmp_path_factory):
+    """``(data root, model dir, training result)``: the robot-state model the tests below share, trained once."""
+    tmp_path = tmp_path_factory.mktemp("state_model")
+    root = write_state_frames(tmp_path / "data")
+    result = train_reward_model(train_config(tmp_path, root, "with_state", robot_state_dim=STATE_DIM))
+    return root, tmp_path / "with_state", result
+
+
 def test_a_png_carries_its_robot_state_exactly_and_a_missing_state_is_an_error(tmp_path):
     rng = np.random.default_rng(0)
     image, state = placed_frame(rng), np.array([0.1, -2.5, 1e-7, 3.3], dtype=np.float32)
@@ -94,14 +103,13 @@ def test_frames_without_their_state_are_skipped_and_counted(tmp_path, capsys):
     assert "robot_state" in data.skipped_reasons[0]
 
 
-def test_the_robot_state_tells_what_one_frame_cannot(tmp_path):
-    root = write_state_frames(tmp_path / "data")
+def test_the_robot_state_tells_what_one_frame_cannot(tmp_path, state_model):
+    root, model_dir, with_state = state_model
     image_only = train_reward_model(train_config(tmp_path, root, "image_only"))
-    with_state = train_reward_model(train_config(tmp_path, root, "with_state", robot_state_dim=STATE_DIM))
     assert with_state["evaluation"]["balanced_accuracy"] >= 0.95
     assert image_only["evaluation"]["balanced_accuracy"] <= 0.8  # the images are the same for both classes
 
-    model = load_reward_model(tmp_path / "with_state")
+    model = load_reward_model(model_dir)
     encoder = model.robot_state_encoder
     data = load_reward_data(root)
     assert not torch.allclose(encoder.mean, torch.zeros(STATE_DIM)) and (encoder.std > 0.05).all()  # fitted, saved, loaded
@@ -128,27 +136,25 @@ def test_a_model_reading_state_needs_data_that_carries_it(tmp_path):
         train_reward_model(video)
 
 
-def test_eval_reward_reads_the_state_and_refuses_data_without_it(tmp_path):
-    root = write_state_frames(tmp_path / "data")
-    train_reward_model(train_config(tmp_path, root, "with_state", robot_state_dim=STATE_DIM))
-    report_path = tmp_path / "with_state" / "evaluation" / "reward_eval.json"
-    assert eval_reward([str(tmp_path / "with_state"), "--data", str(root), "--split", "all"]) == 0
+def test_eval_reward_reads_the_state_and_refuses_data_without_it(tmp_path, state_model):
+    root, model_dir, _ = state_model
+    report_path = model_dir / "evaluation" / "reward_eval.json"
+    assert eval_reward([str(model_dir), "--data", str(root), "--split", "all"]) == 0
     report = json.loads(report_path.read_text())
     assert report["counts"]["samples"] == 80 and report["balanced_accuracy"] >= 0.85  # the images alone cannot beat chance
 
     stateless = write_state_frames(tmp_path / "stateless", per_class=6, with_state=False)
     before = report_path.read_bytes()
-    with pytest.raises(ConfigError, match=r"^--data: .*robot_state_dim|^--data: .*carry none"):
-        eval_reward([str(tmp_path / "with_state"), "--data", str(stateless)])
+    with pytest.raises(ConfigError, match=r"^--data: the model reads 4 robot-state values; the frames of '.*stateless' carry none$"):
+        eval_reward([str(model_dir), "--data", str(stateless)])
     assert report_path.read_bytes() == before  # the error came before anything was written
 
 
-def test_the_hook_scores_frames_with_their_robot_state(tmp_path):
-    root = write_state_frames(tmp_path / "data")
-    train_reward_model(train_config(tmp_path, root, "with_state", robot_state_dim=STATE_DIM))
-    section = parse_dataclass(RewardSection, {"use_reward_model": True, "name": "resnet_reward", "checkpoint_path": str(tmp_path / "with_state"),
+def test_the_hook_scores_frames_with_their_robot_state(state_model):
+    _, model_dir, _ = state_model
+    section = parse_dataclass(RewardSection, {"use_reward_model": True, "name": "resnet_reward", "checkpoint_path": str(model_dir),
                                               "reward_mode": "terminal", "combine_mode": "replace", "threshold": 0.5})
-    model = load_reward_model(tmp_path / "with_state")
+    model = load_reward_model(model_dir)
     env_desc = {"env_id": "synthetic", "camera_keys": [CAM], "image_size": [SIZE, SIZE], "robot_state_dim": STATE_DIM}
     hook = RewardHook(section, model, env_desc)
     rng = np.random.default_rng(3)
